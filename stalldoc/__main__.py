@@ -1,0 +1,3 @@
+from stalldoc.cli import main
+
+main(prog_name="stalldoc")

@@ -1,0 +1,151 @@
+"""The command line: parse, call the pipeline, render, map the result to an exit code.
+
+Kept thin and light: TensorFlow is imported only by ``check``, inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from stalldoc import __version__
+from stalldoc.errors import StalldocError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+FAIL_ON = ("error", "warning", "info", "never")
+
+
+def _fail(message: str, debug: bool = False) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"stalldoc: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stalldoc")
+def main() -> None:
+    """Find out why a Keras model's loss does not move.
+
+    \b
+    stalldoc check model.keras data.npz     diagnose (exit 0 clean, 1 findings, 2 error)
+    stalldoc explain vanishing-gradient     what a finding means and how to fix it
+    stalldoc detectors                      list every detector
+    """
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("data", type=click.Path(dir_okay=True))
+@click.option("--loss", "loss_spec", default="auto", show_default=True, metavar="SPEC",
+              help="auto | compiled | cosine | keras-cosine | a Keras loss name | FILE.py:FUNC | MODULE:FUNC")
+@click.option("--steps", type=int, default=None, help="instrumented training steps  [default: 20]")
+@click.option("--batch-size", type=int, default=None, help="samples per step  [default: 64]")
+@click.option("--seed", type=int, default=None, help="random seed  [default: 0]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github", "markdown"]),
+              default=None, help="report format  [default: text; github under GitHub Actions]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="write the report to FILE instead of stdout")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+              help="lowest severity that makes the exit code 1  [default: warning]")
+@click.option("--exit-zero", is_flag=True, help="exit 0 even with findings (errors still exit 2)")
+@click.option("--x-key", default=None, help="name of the inputs array in DATA")
+@click.option("--y-key", default=None, help="name of the targets array in DATA")
+@click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
+@click.option("-q", "--quiet", is_flag=True, help="no progress on stderr")
+@click.option("--debug", is_flag=True, help="show tracebacks on errors")
+def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on, exit_zero,
+          x_key, y_key, unsafe, quiet, debug) -> None:
+    """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis."""
+    import os
+
+    from stalldoc.findings import Severity
+    from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, Options, check_files
+    from stalldoc.progress import Progress
+    from stalldoc.report import renderer
+
+    if fmt is None:
+        fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    fail_on = fail_on or "warning"
+    options = Options(loss=loss_spec, steps=steps or DEFAULT_STEPS,
+                      batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                      seed=DEFAULT_SEED if seed is None else seed, unsafe=unsafe)
+    if steps is not None and steps < 1:
+        _fail(f"--steps must be at least 1, got {steps}")
+    if batch_size is not None and batch_size < 1:
+        _fail(f"--batch-size must be at least 1, got {batch_size}")
+    progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
+    try:
+        with progress:
+            report = check_files(model, data, options, x_key=x_key, y_key=y_key,
+                                 on_stage=progress.stage, on_step=progress.step)
+    except StalldocError as exc:
+        _fail(str(exc), debug)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback
+        _fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+              "(rerun with --debug for the traceback)", debug)
+
+    if fmt == "text" and output is None:
+        from rich.console import Console
+
+        from stalldoc.report.text import build
+
+        Console(highlight=False).print(build(report))
+    else:
+        rendered = renderer(fmt)(report)
+        if output:
+            try:
+                with open(output, "w", encoding="utf-8") as fh:
+                    fh.write(rendered)
+            except OSError as exc:
+                _fail(f"{output}: cannot write the report ({exc.strerror})")
+        else:
+            click.echo(rendered, nl=False)
+
+    if report.errors:
+        click.echo(f"stalldoc: error: {len(report.errors)} detector(s) crashed: "
+                   + ", ".join(e.detector for e in report.errors), err=True)
+        sys.exit(EXIT_ERROR)
+    if exit_zero or fail_on == "never":
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_FINDINGS if report.blocking(Severity.parse(fail_on)) else EXIT_OK)
+
+
+@main.command()
+@click.argument("finding_id")
+def explain(finding_id: str) -> None:
+    """What finding ID means, why it stalls training, how to fix it, and its thresholds."""
+    from stalldoc.detectors import REGISTRY, by_id
+
+    try:
+        cls = by_id(finding_id)
+    except KeyError:
+        known = ", ".join(c.id for c in REGISTRY)
+        _fail(f"unknown finding id {finding_id!r} (known: {known})")
+    click.echo(f"{cls.id}  [{cls.area}, default severity {cls.severity.label}]")
+    click.echo(f"{cls.summary}\n")
+    click.echo(cls.doc())
+    if cls.thresholds:
+        click.echo("\nCurrent values:")
+        for t in cls.thresholds:
+            click.echo(f"  {t.name} = {t.default:g}    {t.help}")
+    if cls.explains:
+        click.echo(f"\nCan be the root cause of: {', '.join(cls.explains)}")
+
+
+@main.command()
+def detectors() -> None:
+    """List every detector: id, area, default severity, and what it looks for."""
+    from stalldoc.detectors import REGISTRY
+
+    width = max(len(c.id) for c in REGISTRY)
+    for cls in REGISTRY:
+        click.echo(f"{cls.id:<{width}}  {cls.area:<12} {cls.severity.label:<8} {cls.summary}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

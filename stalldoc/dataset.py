@@ -1,0 +1,167 @@
+"""Loading the dataset (.npz / .npy) safely, and its statistics computed in chunks.
+
+NumPy only: no TensorFlow here. Arrays are never unpickled (allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from stalldoc.errors import InputError
+from stalldoc.facts import ArrayFacts
+
+X_KEYS = ("x", "X", "inputs", "features", "x_train")
+Y_KEYS = ("y", "Y", "labels", "targets", "y_train")
+CHUNK_BYTES = 64 * 2**20  # statistics read at most this much of an array at a time
+
+
+@dataclass
+class Dataset:
+    path: str
+    inputs: dict[str, np.ndarray]  # model input name -> array (samples first)
+    targets: np.ndarray
+    x_keys: list[str]
+    y_key: str
+
+    @property
+    def samples(self) -> int:
+        return int(self.targets.shape[0])
+
+
+def _open(path: str) -> dict[str, np.ndarray]:
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, expected a .npz file")
+    try:
+        if path.endswith(".npy"):
+            return {"x": np.load(path, allow_pickle=False, mmap_mode="r")}
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path}: not a .npz archive (expected NumPy's np.savez format)")
+        archive = np.load(path, allow_pickle=False)
+        return {key: archive[key] for key in archive.files}
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InputError(f"{path}: holds pickled object arrays, which stalldoc refuses to load") from exc
+        raise InputError(f"{path}: cannot read as NumPy data ({exc})") from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: cannot read as NumPy data ({exc})") from exc
+
+
+def _pick(path: str, keys: list[str], candidates: tuple[str, ...], what: str, flag: str) -> str:
+    found = [k for k in candidates if k in keys]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise InputError(f"{path}: ambiguous {what} keys {found}; choose one with {flag}")
+    raise InputError(f"{path}: no {what} array found (looked for {', '.join(candidates)}; "
+                     f"file has {', '.join(keys) or 'no arrays'}); name it with {flag}")
+
+
+def load_dataset(path: str, input_names: list[str], *, x_key: str | None = None,
+                 y_key: str | None = None) -> Dataset:
+    """Read DATA and match its arrays to the model's inputs and its targets."""
+    arrays = _open(path)
+    keys = list(arrays)
+    if not keys:
+        raise InputError(f"{path}: the archive holds no arrays")
+    if y_key is not None and y_key not in arrays:
+        raise InputError(f"{path}: no array named {y_key!r} (--y-key); file has {', '.join(keys)}")
+    if x_key is not None and x_key not in arrays:
+        raise InputError(f"{path}: no array named {x_key!r} (--x-key); file has {', '.join(keys)}")
+    if path.endswith(".npy"):
+        raise InputError(f"{path}: a .npy file holds one array; save inputs and targets together "
+                         "with np.savez('data.npz', x=x, y=y)")
+    y_name = y_key or _pick(path, keys, Y_KEYS, "target", "--y-key")
+    if len(input_names) > 1 and x_key is None:
+        missing = [n for n in input_names if n not in arrays]
+        if missing:
+            raise InputError(f"{path}: the model has inputs {input_names}; arrays named "
+                             f"{missing} are missing (file has {', '.join(keys)})")
+        x_names = list(input_names)
+    else:
+        if len(input_names) > 1:
+            raise InputError(f"{path}: the model has {len(input_names)} inputs {input_names}; "
+                             "name the arrays after them instead of using --x-key")
+        x_names = [x_key or _pick(path, keys, X_KEYS, "input", "--x-key")]
+    inputs = {name: arrays[key] for name, key in zip(input_names or ["input"], x_names)}
+    targets = arrays[y_name]
+    for key, arr in [*zip(x_names, inputs.values()), (y_name, targets)]:
+        _validate_array(path, key, arr)
+    samples = targets.shape[0]
+    for key, arr in zip(x_names, inputs.values()):
+        if arr.shape[0] != samples:
+            raise InputError(f"{path}: {key!r} has {arr.shape[0]} samples but {y_name!r} has {samples}")
+    return Dataset(path=path, inputs=inputs, targets=targets, x_keys=x_names, y_key=y_name)
+
+
+def _validate_array(path: str, key: str, arr: np.ndarray) -> None:
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{path}: array {key!r} has dtype {arr.dtype}, expected numbers")
+    if arr.ndim == 0:
+        raise InputError(f"{path}: array {key!r} is a scalar (0-d), expected samples along axis 0")
+    if arr.shape[0] == 0:
+        raise InputError(f"{path}: array {key!r} has zero samples")
+
+
+def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
+    """Per-feature statistics over all samples, reading ``CHUNK_BYTES`` at a time."""
+    n = int(arr.shape[0])
+    flat_features = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 1
+    row_bytes = max(1, flat_features * 8)
+    chunk = max(1, CHUNK_BYTES // row_bytes)
+    count = np.zeros(flat_features)
+    mean = np.zeros(flat_features)
+    m2 = np.zeros(flat_features)
+    lo = np.full(flat_features, np.inf)
+    hi = np.full(flat_features, -np.inf)
+    non_finite = 0
+    zero_norm = 0
+    norm_sum = 0.0
+    vectors = 0
+    for start in range(0, n, chunk):
+        block = np.asarray(arr[start:start + chunk], dtype=np.float64).reshape(-1, flat_features)
+        finite = np.isfinite(block)
+        non_finite += int(block.size - finite.sum())
+        values = np.where(finite, block, 0.0)
+        c = finite.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            block_mean = np.where(c > 0, values.sum(axis=0) / np.maximum(c, 1), 0.0)
+            dev = np.where(finite, block - block_mean, 0.0)
+        block_m2 = (dev**2).sum(axis=0)
+        total = count + c
+        delta = block_mean - mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
+            m2 = m2 + block_m2 + delta**2 * count * c / np.maximum(total, 1)
+        count = total
+        lo = np.minimum(lo, np.where(finite, block, np.inf).min(axis=0))
+        hi = np.maximum(hi, np.where(finite, block, -np.inf).max(axis=0))
+        # Norms over the last axis, as a cosine would see them.
+        last = arr.shape[-1] if arr.ndim > 1 else 1
+        vecs = values.reshape(-1, last)
+        norms = np.sqrt((vecs**2).sum(axis=1))
+        zero_norm += int((norms < 1e-12).sum())
+        norm_sum += float(norms.sum())
+        vectors += norms.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(np.where(count > 1, m2 / np.maximum(count, 1), 0.0))
+    return ArrayFacts(
+        name=name, shape=tuple(int(s) for s in arr.shape), dtype=str(arr.dtype), samples=n,
+        non_finite=non_finite, feature_mean=mean, feature_std=std,
+        feature_min=np.where(np.isfinite(lo), lo, np.nan), feature_max=np.where(np.isfinite(hi), hi, np.nan),
+        zero_norm_fraction=zero_norm / max(1, vectors), norm_mean=norm_sum / max(1, vectors),
+    )
+
+
+def sample_indices(samples: int, count: int, seed: int) -> np.ndarray:
+    """``count`` indices drawn without replacement where possible (epoch after epoch)."""
+    rng = np.random.default_rng(seed)
+    reps = -(-count // samples)
+    return np.concatenate([rng.permutation(samples) for _ in range(reps)])[:count]

@@ -1,0 +1,114 @@
+"""The detector unit: an id, a default severity, typed thresholds, and a documented check.
+
+A detector's docstring has four sections — What it detects, Why it stalls training,
+How to fix, Thresholds — which ``stalldoc explain ID`` prints. ``check`` is a pure
+function of Facts: it returns findings, or raises ``Skip`` when the facts it needs are
+missing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from stalldoc.facts import Facts
+from stalldoc.findings import Finding, Severity
+
+
+class Skip(Exception):
+    """Raised by a detector that lacks the facts it needs; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    name: str
+    default: float
+    help: str
+
+    def coerce(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"threshold {self.name!r} must be a number, got {value!r}")
+        return float(value)
+
+
+class Detector:
+    id: ClassVar[str]
+    area: ClassVar[str]  # data, objective, activations, gradients, optimization
+    summary: ClassVar[str]  # one line for `stalldoc detectors`
+    severity: ClassVar[Severity] = Severity.WARNING
+    thresholds: ClassVar[tuple[Threshold, ...]] = ()
+    # Ids this detector's finding, when present, can account for (it is their root cause).
+    explains: ClassVar[tuple[str, ...]] = ()
+    # Lower runs earlier in the causal chain: data < objective < optimization < activations
+    # < gradients. Used to order root causes of equal severity.
+    causal_rank: ClassVar[int] = 50
+
+    def __init__(self, **overrides: Any) -> None:
+        known = {t.name: t for t in self.thresholds}
+        values = {t.name: t.default for t in self.thresholds}
+        for key, value in overrides.items():
+            if key not in known:
+                names = ", ".join(sorted(known)) or "none"
+                raise ValueError(f"{self.id}: unknown threshold {key!r} (known: {names})")
+            values[key] = known[key].coerce(value)
+        self.t = values
+
+    def check(self, facts: Facts) -> list[Finding]:
+        raise NotImplementedError
+
+    def finding(self, message: str, *, confidence: float, evidence: dict[str, Any],
+                fix: str | None = None, layer: str | None = None,
+                severity: Severity | None = None) -> Finding:
+        return Finding(
+            id=self.id,
+            severity=severity or self.severity,
+            confidence=max(0.0, min(1.0, confidence)),
+            message=message,
+            fix=fix or self.default_fix(),
+            layer=layer,
+            evidence=evidence,
+        )
+
+    @classmethod
+    def doc(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def doc_section(cls, title: str) -> str:
+        """The text of one docstring section ("How to fix", ...)."""
+        lines = cls.doc().splitlines()
+        out: list[str] = []
+        inside = False
+        for line in lines:
+            if line.rstrip(":").strip().lower() == title.lower():
+                inside = True
+                continue
+            if inside and line.endswith(":") and not line.startswith(" ") and line.strip():
+                break
+            if inside:
+                out.append(line)
+        return "\n".join(out).strip()
+
+    @classmethod
+    def default_fix(cls) -> str:
+        return " ".join(cls.doc_section("How to fix").split())
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 at ``low``, 1 at ``high``, linear between (either direction), clipped."""
+    if high == low:
+        return 1.0 if value >= high else 0.0
+    return max(0.0, min(1.0, (value - low) / (high - low)))
+
+
+def fmt(value: float) -> str:
+    """A number for a message: 3 significant digits, scientific when tiny or huge."""
+    value = float(value)
+    if value != value:
+        return "nan"
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3 or abs(value) >= 1e5:
+        return f"{value:.2e}"
+    return f"{value:.3g}"

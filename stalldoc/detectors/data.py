@@ -1,0 +1,184 @@
+"""Detectors on the dataset itself: what the network is fed and asked to predict."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
+from stalldoc.facts import Facts
+from stalldoc.findings import Finding, Severity
+
+
+class NonFiniteData(Detector):
+    """
+    What it detects:
+        NaN or Inf values in the inputs or the targets.
+
+    Why it stalls training:
+        One non-finite value turns the loss and every gradient of the batch that holds it
+        into NaN; the optimizer then writes NaN into the weights and training is over.
+
+    How to fix:
+        Find and drop or impute the non-finite entries (np.isfinite), and check the
+        preprocessing step that produced them (a division by zero, a log of zero).
+
+    Thresholds:
+        max_fraction: fraction of non-finite entries tolerated (0: any NaN/Inf is reported).
+    """
+
+    id = "non-finite-data"
+    area = "data"
+    summary = "NaN or Inf values in inputs or targets"
+    severity = Severity.ERROR
+    thresholds = (Threshold("max_fraction", 0.0, "fraction of non-finite entries tolerated"),)
+    explains = ("exploding-gradient", "learning-rate-too-high", "vanishing-gradient",
+                "disconnected-gradient", "saturated-activation", "dead-relu")
+    causal_rank = 0
+
+    def check(self, facts: Facts) -> list[Finding]:
+        out = []
+        for arr in [*facts.inputs, facts.targets]:
+            total = max(1, int(np.prod(arr.shape)))
+            fraction = arr.non_finite / total
+            if arr.non_finite and fraction > self.t["max_fraction"]:
+                out.append(self.finding(
+                    f"{arr.name} holds {arr.non_finite} non-finite values (NaN/Inf), "
+                    f"{fmt(fraction * 100)}% of its entries > {fmt(self.t['max_fraction'] * 100)}%",
+                    confidence=1.0,
+                    evidence={"array": arr.name, "non_finite": arr.non_finite,
+                              "fraction": fraction, "threshold": self.t["max_fraction"]},
+                ))
+        return out
+
+
+class ConstantInput(Detector):
+    """
+    What it detects:
+        Inputs whose features do not vary across samples (standard deviation ~ 0).
+
+    Why it stalls training:
+        If every sample looks the same, the network can only learn one output for all of
+        them: the loss falls to the "predict the average target" level and stays there.
+
+    How to fix:
+        Check the data pipeline: a wrong key or column, a broadcast that copied one row,
+        a normalization that divided by a huge number, or an image loader returning blanks.
+
+    Thresholds:
+        min_std: a feature with standard deviation below this is constant.
+        max_constant_fraction: report when more than this fraction of features is constant.
+    """
+
+    id = "constant-input"
+    area = "data"
+    summary = "input features that do not vary across samples"
+    severity = Severity.ERROR
+    thresholds = (
+        Threshold("min_std", 1e-8, "a feature with std below this is constant"),
+        Threshold("max_constant_fraction", 0.99, "fraction of constant features that is reported"),
+    )
+    explains = ("vanishing-gradient", "saturated-activation", "dead-relu", "converged")
+    causal_rank = 1
+
+    def check(self, facts: Facts) -> list[Finding]:
+        out = []
+        for arr in facts.inputs:
+            if arr.samples < 2:
+                raise Skip("fewer than 2 samples: variation cannot be measured")
+            if arr.features == 0:
+                continue
+            constant = float(np.mean(arr.feature_std < self.t["min_std"]))
+            if constant >= self.t["max_constant_fraction"]:
+                out.append(self.finding(
+                    f"{arr.name}: {fmt(constant * 100)}% of {arr.features} features are constant "
+                    f"(std < {fmt(self.t['min_std'])}) >= {fmt(self.t['max_constant_fraction'] * 100)}%",
+                    confidence=0.95,
+                    evidence={"array": arr.name, "constant_fraction": constant,
+                              "threshold": self.t["max_constant_fraction"],
+                              "max_std": float(np.max(arr.feature_std))},
+                ))
+        return out
+
+
+class UnnormalizedInput(Detector):
+    """
+    What it detects:
+        Input features far from unit scale: a large feature magnitude (RMS), or features
+        whose spreads differ by orders of magnitude.
+
+    Why it stalls training:
+        Large inputs make the first layer's pre-activations huge, which drives sigmoid and
+        tanh units into their flat tails (saturation) and makes gradients vanish; features
+        on very different scales make the loss surface ill-conditioned for one learning rate.
+
+    How to fix:
+        Standardize each feature, (x - mean) / std computed on the training set, or put a
+        keras.layers.Normalization layer (adapted to the data) at the model's input.
+
+    Thresholds:
+        max_rms: the largest per-feature RMS sqrt(mean^2 + std^2) allowed.
+        max_mean_abs: the mean over features of |feature mean| allowed.
+        max_scale_spread: ratio between the largest and smallest (non-constant) feature std.
+    """
+
+    id = "unnormalized-input"
+    area = "data"
+    summary = "inputs far from unit scale, or features on very different scales"
+    severity = Severity.ERROR
+    thresholds = (
+        Threshold("max_rms", 10.0, "largest per-feature RMS allowed"),
+        Threshold("max_mean_abs", 5.0, "mean |feature mean| allowed"),
+        Threshold("max_scale_spread", 1e3, "largest/smallest feature std ratio allowed"),
+    )
+    explains = ("saturated-activation", "vanishing-gradient", "exploding-gradient", "dead-relu",
+                "learning-rate-too-high", "large-output-norm")
+    causal_rank = 2
+
+    def check(self, facts: Facts) -> list[Finding]:
+        out = []
+        for arr in facts.inputs:
+            if arr.features == 0 or arr.samples < 2:
+                raise Skip("no features or fewer than 2 samples")
+            rms = arr.feature_rms
+            finite = np.isfinite(rms)
+            if not finite.any():
+                continue
+            max_rms = float(np.max(rms[finite]))
+            mean_abs = arr.mean_abs
+            std = arr.feature_std[np.isfinite(arr.feature_std)]
+            varying = std[std > 1e-8]
+            spread = float(varying.max() / varying.min()) if varying.size >= 2 else 1.0
+            reasons, score = [], 0.0
+            if max_rms > self.t["max_rms"]:
+                reasons.append(f"largest feature RMS {fmt(max_rms)} > {fmt(self.t['max_rms'])}")
+                score = max(score, ramp(math.log10(max_rms / self.t["max_rms"]), 0, 1))
+            if mean_abs > self.t["max_mean_abs"]:
+                reasons.append(f"mean |x| = {fmt(mean_abs)} > {fmt(self.t['max_mean_abs'])}")
+                score = max(score, ramp(math.log10(mean_abs / self.t["max_mean_abs"]), 0, 1))
+            if spread > self.t["max_scale_spread"]:
+                reasons.append(f"feature std spans {fmt(varying.min())}..{fmt(varying.max())} "
+                               f"(ratio {fmt(spread)} > {fmt(self.t['max_scale_spread'])})")
+                score = max(score, ramp(math.log10(spread / self.t["max_scale_spread"]), 0, 1))
+            if not reasons:
+                continue
+            evidence = {"array": arr.name, "max_rms": max_rms, "mean_abs": mean_abs,
+                        "scale_spread": spread, "threshold": self.t["max_rms"]}
+            severity = None
+            confidence = 0.6 + 0.35 * score
+            message = f"{arr.name} is not normalized: " + "; ".join(reasons)
+            seen = facts.first_weighted_input_rms
+            rescaled = seen is not None and np.isfinite(seen) and seen <= self.t["max_rms"]
+            if rescaled and spread <= self.t["max_scale_spread"]:
+                # A preprocessing layer rescales the data before the first layer with weights.
+                severity = Severity.INFO
+                confidence *= 0.5
+                message += f" (but the first layer with weights sees RMS {fmt(seen)}: the model rescales it)"
+                evidence["first_weighted_input_rms"] = seen
+            out.append(self.finding(message, confidence=confidence, evidence=evidence,
+                                    severity=severity))
+        return out
+
+
+DETECTORS = (NonFiniteData, ConstantInput, UnnormalizedInput)

@@ -1,0 +1,229 @@
+"""Detectors on gradients: how much of the loss's signal reaches each weight."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
+from stalldoc.facts import Facts, VariableFacts
+from stalldoc.findings import Finding, Severity
+
+
+def grad_rms(v: VariableFacts) -> float:
+    """Median over steps of the gradient's root-mean-square (norm / sqrt(size))."""
+    return float(np.median(v.grad_norm)) / math.sqrt(max(1, v.size))
+
+
+def kernels_in_order(facts: Facts) -> list[VariableFacts]:
+    """Connected kernels with finite gradients, from the input side to the output side."""
+    ks = [v for v in facts.connected_variables() if v.is_kernel and np.all(np.isfinite(v.grad_norm))]
+    return sorted(ks, key=lambda v: v.layer_index)
+
+
+class NoTrainableWeights(Detector):
+    """
+    What it detects:
+        A model with no trainable weights at all (every layer frozen, trainable=False).
+
+    Why it stalls training:
+        The optimizer has nothing to update: the loss cannot change.
+
+    How to fix:
+        Unfreeze the layers meant to learn (layer.trainable = True) and compile again;
+        when fine-tuning, freeze the base model but keep a trainable head.
+
+    Thresholds:
+        (none)
+    """
+
+    id = "no-trainable-weights"
+    area = "gradients"
+    summary = "the model has no trainable weights"
+    severity = Severity.ERROR
+    explains = ("disconnected-gradient", "converged", "learning-rate-too-low")
+    causal_rank = 3
+
+    def check(self, facts: Facts) -> list[Finding]:
+        if facts.model.trainable_params > 0:
+            return []
+        return [self.finding(
+            f"the model has 0 trainable parameters ({facts.model.non_trainable_params} frozen)",
+            confidence=1.0,
+            evidence={"trainable_params": 0, "non_trainable_params": facts.model.non_trainable_params},
+        )]
+
+
+class DisconnectedGradient(Detector):
+    """
+    What it detects:
+        Trainable variables whose gradient is None (not connected to the loss) or exactly
+        zero at every probe step.
+
+    Why it stalls training:
+        Those weights never change. If they are all of the model's weights, nothing
+        learns; if some are, part of the network is dead weight — often a layer built but
+        not used in call(), a stop_gradient, an integer cast, or an argmax on the path.
+
+    How to fix:
+        Check that every layer is on the path from the inputs to the loss; remove
+        tf.stop_gradient / casts to int / argmax / round from that path; make sure the loss
+        uses the model's output rather than a constant.
+
+    Thresholds:
+        zero_norm: a gradient with norm at or below this at every step counts as zero.
+    """
+
+    id = "disconnected-gradient"
+    area = "gradients"
+    summary = "trainable variables that receive no gradient"
+    thresholds = (Threshold("zero_norm", 0.0, "gradient norm counted as exactly zero"),)
+    causal_rank = 41
+
+    def check(self, facts: Facts) -> list[Finding]:
+        if not facts.variables:
+            raise Skip("no trainable variables")
+        dead = [v for v in facts.variables
+                if v.grad_is_none or bool(np.all(np.abs(v.grad_norm) <= self.t["zero_norm"]))]
+        if not dead:
+            return []
+        share = sum(v.size for v in dead) / max(1, sum(v.size for v in facts.variables))
+        names = ", ".join(v.path for v in dead[:5]) + (" ..." if len(dead) > 5 else "")
+        none_count = sum(v.grad_is_none for v in dead)
+        everything = len(dead) == len(facts.variables)
+        return [self.finding(
+            f"{len(dead)} of {len(facts.variables)} trainable variables get no gradient "
+            f"({none_count} None, {len(dead) - none_count} zero; {fmt(share * 100)}% of parameters): {names}",
+            confidence=0.9 if everything else 0.7,
+            layer=dead[0].layer,
+            severity=Severity.ERROR if everything else None,
+            evidence={"variables": [v.path for v in dead], "parameter_fraction": share,
+                      "none": none_count, "threshold": self.t["zero_norm"]},
+        )]
+
+
+class VanishingGradient(Detector):
+    """
+    What it detects:
+        Gradients too small to move the weights: a kernel whose gradient RMS is below
+        ``min_grad_rms``, or gradients that shrink by more than ``max_depth_ratio`` from
+        the last layer with weights back to the first one, while the first is also small.
+
+    Why it stalls training:
+        The update a weight gets is proportional to its gradient. When the signal fades
+        on its way back through many layers (sigmoid/tanh derivatives are at most 0.25/1,
+        multiplied layer after layer), the early layers receive almost nothing and stop
+        learning, and the loss plateaus.
+
+    How to fix:
+        Use ReLU/GELU hidden activations instead of sigmoid/tanh; He or Glorot
+        initialization; BatchNormalization or LayerNormalization between layers; residual
+        connections for deep stacks; normalize the inputs.
+
+    Thresholds:
+        min_grad_rms: a kernel gradient RMS below this has vanished (SageMaker Debugger's
+            mean |gradient| < 1e-7 rule).
+        max_depth_ratio: first-layer / last-layer gradient RMS below this is a vanishing
+            profile (AUTOTRAINER uses 1e-3 on gradient norms).
+        max_first_rms: ...when the first layer's gradient RMS is also below this.
+    """
+
+    id = "vanishing-gradient"
+    area = "gradients"
+    summary = "gradients that fade to nothing on their way to the first layers"
+    thresholds = (
+        Threshold("min_grad_rms", 1e-7, "kernel gradient RMS below which it has vanished"),
+        Threshold("max_depth_ratio", 1e-3, "first/last layer gradient RMS ratio"),
+        Threshold("max_first_rms", 1e-4, "first-layer gradient RMS for the ratio rule"),
+    )
+    causal_rank = 40
+
+    def check(self, facts: Facts) -> list[Finding]:
+        kernels = kernels_in_order(facts)
+        if not kernels:
+            raise Skip("no connected kernels with finite gradients")
+        rms = [grad_rms(k) for k in kernels]
+        first, last = rms[0], rms[-1]
+        smallest = min(rms)
+        weakest = kernels[rms.index(smallest)]
+        ratio = first / last if last > 0 else float("inf")
+        evidence = {"first_layer_grad_rms": first, "last_layer_grad_rms": last,
+                    "depth_ratio": ratio if math.isfinite(ratio) else None,
+                    "smallest_grad_rms": smallest, "smallest_at": weakest.path,
+                    "threshold": self.t["min_grad_rms"]}
+        if smallest < self.t["min_grad_rms"]:
+            depth = math.log10(self.t["min_grad_rms"] / max(smallest, 1e-30))
+            return [self.finding(
+                f"gradient RMS of {weakest.path} is {fmt(smallest)} < {fmt(self.t['min_grad_rms'])} "
+                f"(first layer {fmt(first)}, last layer {fmt(last)})",
+                confidence=0.65 + 0.3 * ramp(depth, 0, 3), layer=weakest.layer, evidence=evidence)]
+        if len(kernels) >= 2 and ratio < self.t["max_depth_ratio"] and first < self.t["max_first_rms"]:
+            evidence["threshold"] = self.t["max_depth_ratio"]
+            depth = math.log10(self.t["max_depth_ratio"] / max(ratio, 1e-30))
+            return [self.finding(
+                f"gradient RMS falls from {fmt(last)} at the last layer to {fmt(first)} at the first "
+                f"(ratio {fmt(ratio)} < {fmt(self.t['max_depth_ratio'])})",
+                confidence=0.6 + 0.3 * ramp(depth, 0, 3), layer=kernels[0].layer, evidence=evidence)]
+        return []
+
+
+class ExplodingGradient(Detector):
+    """
+    What it detects:
+        Gradients that are non-finite, very large, or growing fast over the probe's steps.
+
+    Why it stalls training:
+        Huge steps throw the weights far from where the loss was falling; the loss jumps
+        or becomes NaN, and saturating units get pinned to their tails for good.
+
+    How to fix:
+        Lower the learning rate; clip gradients (optimizer clipnorm=1.0); normalize the
+        inputs; add normalization layers; check the loss for divisions by small numbers.
+
+    Thresholds:
+        max_grad_norm: global gradient norm above this is exploding.
+        max_growth: ratio of the last to the first step's global gradient norm.
+    """
+
+    id = "exploding-gradient"
+    area = "gradients"
+    summary = "gradients that are huge, growing, or NaN"
+    thresholds = (
+        Threshold("max_grad_norm", 1e3, "global gradient norm considered exploding"),
+        Threshold("max_growth", 1e2, "last/first step global gradient norm ratio"),
+    )
+    explains = ("saturated-activation",)
+    causal_rank = 35
+
+    def check(self, facts: Facts) -> list[Finding]:
+        connected = facts.connected_variables()
+        if not connected:
+            raise Skip("no connected variables")
+        norms = np.stack([v.grad_norm for v in connected])  # (variables, steps)
+        if not np.all(np.isfinite(norms)):
+            bad = [v.path for v in connected if not np.all(np.isfinite(v.grad_norm))]
+            first_step = int(np.argmax(~np.all(np.isfinite(norms), axis=0)))
+            return [self.finding(
+                f"gradients became non-finite (NaN/Inf) at step {first_step + 1} in {len(bad)} variables",
+                confidence=0.9, severity=Severity.ERROR, layer=connected[0].layer,
+                evidence={"first_non_finite_step": first_step + 1, "variables": bad[:10],
+                          "threshold": self.t["max_grad_norm"]})]
+        global_norm = np.sqrt(np.sum(norms**2, axis=0))
+        peak = float(global_norm.max())
+        growth = float(global_norm[-1] / global_norm[0]) if global_norm[0] > 0 else 1.0
+        evidence = {"max_global_grad_norm": peak, "growth": growth, "threshold": self.t["max_grad_norm"]}
+        if peak > self.t["max_grad_norm"]:
+            return [self.finding(
+                f"global gradient norm reaches {fmt(peak)} > {fmt(self.t['max_grad_norm'])}",
+                confidence=0.6 + 0.35 * ramp(math.log10(peak / self.t["max_grad_norm"]), 0, 3),
+                evidence=evidence)]
+        if growth > self.t["max_growth"]:
+            evidence["threshold"] = self.t["max_growth"]
+            return [self.finding(
+                f"global gradient norm grew {fmt(growth)}x over {facts.steps} steps > {fmt(self.t['max_growth'])}x",
+                confidence=0.6, evidence=evidence)]
+        return []
+
+
+DETECTORS = (NoTrainableWeights, DisconnectedGradient, VanishingGradient, ExplodingGradient)

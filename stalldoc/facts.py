@@ -1,0 +1,189 @@
+"""Facts: everything the probe measured, as plain Python and NumPy values.
+
+Facts are the only thing detectors see. They are collected once (by ``stalldoc.probe``
+and ``stalldoc.datastats``) and never import TensorFlow, so detectors can be tested on
+synthetic facts built by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Activation families, as the probe classifies them from the layer's activation function.
+SATURATING = "saturating"  # sigmoid, tanh, softmax, hard_sigmoid...
+RELU_FAMILY = "relu"  # relu, relu6 (units can die: zero output and zero gradient)
+
+
+@dataclass
+class ArrayFacts:
+    """Statistics of one input or target array over the whole dataset (computed in chunks)."""
+
+    name: str
+    shape: tuple[int, ...]  # full shape, samples first
+    dtype: str
+    samples: int
+    non_finite: int  # count of NaN/Inf entries
+    feature_mean: np.ndarray  # per feature (non-sample dims flattened), finite entries only
+    feature_std: np.ndarray
+    feature_min: np.ndarray
+    feature_max: np.ndarray
+    # Per-sample L2 norm over the last axis (what a cosine sees).
+    zero_norm_fraction: float = 0.0  # fraction of vectors with L2 norm < 1e-12
+    norm_mean: float = float("nan")
+
+    @property
+    def mean_abs(self) -> float:
+        """Mean of |feature mean| — how far the data sits from zero on average."""
+        return float(np.mean(np.abs(self.feature_mean))) if self.feature_mean.size else 0.0
+
+    @property
+    def feature_rms(self) -> np.ndarray:
+        """Per-feature root-mean-square sqrt(mean^2 + std^2): the scale a layer sees."""
+        return np.sqrt(self.feature_mean**2 + self.feature_std**2)
+
+    @property
+    def features(self) -> int:
+        return int(self.feature_mean.size)
+
+
+@dataclass
+class LayerFacts:
+    """One layer's forward statistics, one value per probe step."""
+
+    name: str
+    class_name: str
+    index: int
+    activation: str | None  # serialized activation function, e.g. "sigmoid"
+    family: str | None  # SATURATING, RELU_FAMILY or None
+    params: int
+    trainable_params: int
+    output_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    output_std: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # SATURATING layers: fraction of outputs whose local derivative is < 5% of its peak,
+    # and the mean local derivative relative to its peak (1 = linear regime, 0 = flat).
+    saturated_fraction: np.ndarray | None = None
+    mean_gain: np.ndarray | None = None
+    # RELU_FAMILY layers: per unit (last axis), fraction of samples (and positions) where it is > 0.
+    unit_active_rate: np.ndarray | None = None  # shape (units,), averaged over steps
+
+    @property
+    def has_weights(self) -> bool:
+        return self.trainable_params > 0
+
+
+@dataclass
+class VariableFacts:
+    """One trainable variable, one value per probe step."""
+
+    path: str  # e.g. "dense_1/kernel"
+    layer: str  # owning layer name
+    layer_index: int  # position of the owning layer in the model, -1 if unknown
+    shape: tuple[int, ...]
+    grad_is_none: bool  # the tape returned None: the variable is not connected to the loss
+    grad_norm: np.ndarray  # L2 norm of the gradient, per step
+    grad_mean_abs: np.ndarray  # mean |gradient|, per step
+    weight_norm: np.ndarray  # L2 norm of the weights before each step
+    update_ratio: np.ndarray  # ||w_after - w_before|| / ||w_before||, per step
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def is_kernel(self) -> bool:
+        """Weights that multiply inputs (rank >= 2), as opposed to biases and scales."""
+        return len(self.shape) >= 2
+
+
+@dataclass
+class LossProbeFacts:
+    """How the loss function behaves on synthetic and real vectors (measured, not named)."""
+
+    aligned: float  # loss(y, y): predictions pointing exactly at the targets
+    anti_aligned: float  # loss(y, -y)
+    orthogonal: float | None  # loss(y, p) with p orthogonal to y (None when dim < 2)
+    scale_spread: float  # max relative change of loss(y, a*p) over scales a in 1e-3..1e3
+    target_scale_spread: float  # the same for scaling the targets
+    reduced_axis_length: int  # length of the last axis of the targets
+    shuffled: float  # loss(y, y shuffled across the batch): a prediction that ignores x
+    batch_axis_coupled: bool  # per-sample losses change when other samples change
+    finite: bool  # all probe values were finite
+    is_cosine_like: bool  # scale-invariant in the predictions, falls as they align
+
+
+@dataclass
+class PredictionFacts:
+    """Model outputs against targets, per step (only over the probe's batches)."""
+
+    output_norm_mean: np.ndarray  # mean L2 norm of predictions over the last axis
+    target_norm_mean: np.ndarray
+    cosine_mean: np.ndarray  # cosine(y_true, y_pred) over the last axis
+    cosine_min: np.ndarray
+    cosine_max: np.ndarray
+    output_min: float  # over all steps
+    output_max: float
+    output_shape: tuple[int, ...]  # per-sample shape of the predictions
+    target_shape: tuple[int, ...]  # per-sample shape of the targets
+    zero_norm_output_fraction: float = 0.0
+    best_reachable_cosine: float | None = None  # for non-negative outputs vs signed targets
+
+
+@dataclass
+class LossFacts:
+    name: str  # what was used, e.g. "cosine", "compiled: mean_squared_error"
+    source: str  # why: "compiled", "default", "user", "flag"
+    per_step: np.ndarray  # training loss at each step (on that step's batch)
+    initial: float  # on a fixed evaluation batch, before any step
+    final: float  # on the same batch, after the last step
+    floor: float | None = None  # loss at a perfect prediction, loss(y, y), when measurable
+
+    @property
+    def relative_change(self) -> float:
+        """(final - initial) / |initial|; negative when the loss falls."""
+        if not np.isfinite(self.initial) or not np.isfinite(self.final):
+            return float("nan")
+        return (self.final - self.initial) / max(abs(self.initial), 1e-12)
+
+
+@dataclass
+class ModelFacts:
+    path: str | None
+    name: str
+    layers: int
+    trainable_params: int
+    non_trainable_params: int
+    optimizer: str
+    learning_rate: float | None
+    output_activation: str | None
+    output_family: str | None
+    compiled_loss: str | None  # as the model file names it, None if not compiled
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Facts:
+    model: ModelFacts
+    inputs: list[ArrayFacts]
+    targets: ArrayFacts
+    loss: LossFacts
+    layers: list[LayerFacts]
+    variables: list[VariableFacts]
+    steps: int
+    batch_size: int
+    seed: int
+    predictions: PredictionFacts | None = None
+    loss_probe: LossProbeFacts | None = None
+    # Stats of the tensor reaching the first layer with weights (after any preprocessing layers).
+    first_weighted_input_rms: float | None = None
+    data_path: str | None = None
+    samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trainable_variables(self) -> list[VariableFacts]:
+        return self.variables
+
+    def connected_variables(self) -> list[VariableFacts]:
+        return [v for v in self.variables if not v.grad_is_none]

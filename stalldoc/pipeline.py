@@ -1,0 +1,118 @@
+"""inputs -> probe -> detectors -> rank -> Report. The one path the CLI and the API share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stalldoc.dataset import Dataset, array_facts, load_dataset
+from stalldoc.detectors import run_detectors
+from stalldoc.errors import InputError
+from stalldoc.facts import Facts
+from stalldoc.findings import Report
+from stalldoc.rank import rank, verdict
+
+DEFAULT_STEPS = 20
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_SEED = 0
+
+
+@dataclass
+class Options:
+    loss: str = "auto"
+    steps: int = DEFAULT_STEPS
+    batch_size: int = DEFAULT_BATCH_SIZE
+    seed: int = DEFAULT_SEED
+    select: list[str] | None = None
+    ignore: list[str] | None = None
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unsafe: bool = False
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"--steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+def check_files(model_path: str, data_path: str, options: Options,
+                x_key: str | None = None, y_key: str | None = None,
+                on_stage: Callable[[str], None] | None = None,
+                on_step: Callable[[int], None] | None = None) -> Report:
+    """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
+    from stalldoc.losses import user_custom_objects
+    from stalldoc.model_io import check_model_path, load_model
+
+    options.validate()
+    check_model_path(model_path)
+    _stage(on_stage, "loading model")
+    model, notes = load_model(model_path, unsafe=options.unsafe,
+                              custom_objects=user_custom_objects(options.loss))
+    _stage(on_stage, "loading data")
+    dataset = load_dataset(data_path, [t.name for t in model.inputs] if len(model.inputs) > 1 else ["input"],
+                           x_key=x_key, y_key=y_key)
+    return diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes,
+                            on_stage=on_stage, on_step=on_step)
+
+
+def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: str | None = None,
+                     notes: list[str] | None = None, on_stage: Callable[[str], None] | None = None,
+                     on_step: Callable[[int], None] | None = None) -> Report:
+    from stalldoc.losses import resolve_loss
+    from stalldoc.probe import run_probe
+
+    options.validate()
+    _check_shapes(model, dataset)
+    _stage(on_stage, "measuring data")
+    input_facts = [array_facts(key, arr) for key, arr in zip(dataset.x_keys, dataset.inputs.values())]
+    target_facts = array_facts(dataset.y_key, dataset.targets)
+    loss = resolve_loss(options.loss, model)
+    _stage(on_stage, "probing")
+    try:
+        facts = run_probe(model, dataset, loss, steps=options.steps, batch_size=options.batch_size,
+                          seed=options.seed, input_facts=input_facts, target_facts=target_facts,
+                          model_path=model_path, notes=notes, on_step=on_step)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
+        text = " ".join(str(exc).split())[:300]
+        raise InputError(f"{model_path or 'model'}: a training step failed on "
+                         f"{dataset.path} ({type(exc).__name__}: {text})") from exc
+    return build_report(facts, options)
+
+
+def build_report(facts: Facts, options: Options | None = None) -> Report:
+    """Detectors, ranking and verdict over already collected facts."""
+    options = options or Options()
+    findings, skipped, errors, passed = run_detectors(
+        facts, select=options.select, ignore=options.ignore, thresholds=options.thresholds)
+    findings = rank(findings)
+    loss = facts.loss
+    return Report(
+        model={"path": facts.model.path, "layers": facts.model.layers,
+               "trainable_params": facts.model.trainable_params,
+               "optimizer": facts.model.optimizer, "learning_rate": facts.model.learning_rate},
+        data={"path": facts.data_path, "samples": facts.samples},
+        loss={"name": loss.name, "source": loss.source, "initial": loss.initial, "final": loss.final,
+              "relative_change": loss.relative_change, "steps": facts.steps,
+              "batch_size": facts.batch_size},
+        verdict=verdict(facts, findings),
+        findings=findings, skipped=skipped, errors=errors, facts=facts, passed=passed,
+    )
+
+
+def _check_shapes(model, dataset: Dataset) -> None:
+    for tensor, (name, arr) in zip(model.inputs, dataset.inputs.items()):
+        expected = tuple(tensor.shape[1:])
+        actual = tuple(arr.shape[1:])
+        ok = len(expected) == len(actual) and all(e is None or e == a for e, a in zip(expected, actual))
+        if not ok:
+            shown = "(N, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+            raise InputError(f"{dataset.path}: input {dataset.x_keys[list(dataset.inputs).index(name)]!r} "
+                             f"has shape {tuple(arr.shape)}, but the model expects {shown}")
+
+
+def _stage(callback: Callable[[str], None] | None, text: str) -> None:
+    if callback:
+        callback(text)

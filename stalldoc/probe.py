@@ -1,0 +1,363 @@
+"""The probe: instrumented GradientTape training steps that turn a model into Facts.
+
+Every statistic is reduced inside one compiled ``tf.function`` (norms, means, fractions);
+only scalars and per-unit vectors leave the graph, never whole activations or gradients.
+The step is traced once and reused for every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from stalldoc.dataset import Dataset, sample_indices
+from stalldoc.facts import (
+    RELU_FAMILY,
+    SATURATING,
+    ArrayFacts,
+    Facts,
+    LayerFacts,
+    LossFacts,
+    ModelFacts,
+    PredictionFacts,
+    VariableFacts,
+)
+from stalldoc.losses import ResolvedLoss
+
+SATURATING_ACTIVATIONS = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_tanh", "log_softmax"}
+RELU_ACTIVATIONS = {"relu", "relu6"}
+# An output is saturated when the activation's local derivative there is below this share
+# of its peak (documented in the saturated-activation detector).
+SATURATION_GAIN = 0.05
+
+
+def activation_name(layer) -> str | None:
+    import keras
+
+    if isinstance(layer, keras.layers.ReLU):
+        # ReLU(negative_slope > 0) is leaky and cannot die.
+        return "relu" if not getattr(layer, "negative_slope", 0.0) else "leaky_relu"
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    fn = getattr(layer, "activation", None)
+    if fn is None:
+        return None
+    try:
+        name = keras.activations.serialize(fn)
+    except Exception:  # noqa: BLE001 - a custom activation without a registered name
+        return getattr(fn, "__name__", None)
+    if isinstance(name, dict):
+        name = name.get("config", name.get("class_name"))
+    return name if isinstance(name, str) else None
+
+
+def family_of(name: str | None) -> str | None:
+    if name in SATURATING_ACTIVATIONS:
+        return SATURATING
+    if name in RELU_ACTIVATIONS:
+        return RELU_FAMILY
+    return None
+
+
+def _count(weights) -> int:
+    return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+def _float_output(tensor) -> bool:
+    dtype = getattr(tensor, "dtype", None)
+    return dtype is not None and "float" in str(dtype)
+
+
+class _Instrumented:
+    """The model plus one functional model that also returns the layers worth measuring."""
+
+    def __init__(self, model):
+        import keras
+
+        self.model = model
+        self.layers = []  # (index, layer) whose outputs are collected
+        self.first_weighted_input = None
+        outputs = list(model.outputs)
+        extra = []
+        for index, layer in enumerate(model.layers):
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            try:
+                out = layer.output
+            except Exception:  # noqa: BLE001 - shared layers have no single output
+                continue
+            if isinstance(out, (list, tuple)) or not _float_output(out):
+                continue
+            self.layers.append((index, layer))
+            extra.append(out)
+        first = next((layer for _, layer in self.layers if layer.trainable_weights), None)
+        if first is not None:
+            try:
+                tensor = first.input
+                if not isinstance(tensor, (list, tuple)) and _float_output(tensor):
+                    self.first_weighted_input = len(extra)
+                    extra.append(tensor)
+            except Exception:  # noqa: BLE001
+                pass
+        self.n_outputs = len(outputs)
+        try:
+            self.graph = keras.Model(model.inputs, outputs + extra)
+        except Exception:  # noqa: BLE001 - e.g. subclassed models: measure gradients only
+            self.graph = None
+            self.layers = []
+            self.first_weighted_input = None
+
+    def __call__(self, inputs, training):
+        if self.graph is None:
+            out = self.model(inputs[0] if len(inputs) == 1 else inputs, training=training)
+            return (out if isinstance(out, (list, tuple)) else [out]), []
+        outs = self.graph(inputs, training=training)
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+        return outs[: self.n_outputs], outs[self.n_outputs:]
+
+
+def _fresh_optimizer(model):
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return keras.optimizers.Adam(), "Adam (default: the model has no compiled optimizer)"
+    try:
+        fresh = optimizer.__class__.from_config(optimizer.get_config())
+        return fresh, optimizer.__class__.__name__
+    except Exception:  # noqa: BLE001
+        return keras.optimizers.Adam(), "Adam (the model's optimizer could not be copied)"
+
+
+def _learning_rate(optimizer) -> float | None:
+    try:
+        return float(np.asarray(optimizer.learning_rate))
+    except Exception:  # noqa: BLE001 - a schedule: report its value at step 0
+        try:
+            return float(optimizer.learning_rate(0))
+        except Exception:  # noqa: BLE001
+            return None
+
+
+def run_probe(
+    model,
+    dataset: Dataset,
+    loss: ResolvedLoss,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    input_facts: list[ArrayFacts],
+    target_facts: ArrayFacts,
+    model_path: str | None = None,
+    notes: list[str] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Facts:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    inst = _Instrumented(model)
+    optimizer, optimizer_name = _fresh_optimizer(model)
+    tvars = list(model.trainable_variables)
+    var_layer = {}
+    for index, layer in enumerate(model.layers):
+        for w in layer.trainable_weights:
+            var_layer[id(w)] = (layer.name, index)
+    if tvars:
+        optimizer.build(tvars)
+
+    samples = dataset.samples
+    batch = max(1, min(batch_size, samples))
+    indices = sample_indices(samples, batch * (steps + 1), seed)
+    input_dtypes = [getattr(t, "dtype", "float32") for t in model.inputs]
+
+    def take(idx: np.ndarray):
+        order = np.sort(idx)  # sorted reads are cheaper on memory-mapped arrays
+        xs = [np.asarray(a[order]).astype(str(dt).replace("tf.", ""), copy=False)
+              for a, dt in zip(dataset.inputs.values(), input_dtypes)]
+        y = np.asarray(dataset.targets[order], dtype=np.float32)
+        return xs, y  # always a list: the functional model's input structure
+
+    act_names = [activation_name(layer) for _, layer in inst.layers]
+    families = [family_of(name) for name in act_names]
+    loss_fn = loss.fn
+
+    def scalar_loss(y, pred):
+        value = loss_fn(y, pred)
+        return tf.reduce_mean(tf.cast(value, tf.float32))
+
+    def layer_stats(extras):
+        means, stds, sats, gains, active = [], [], [], [], []
+        for tensor, fam, act in zip(extras[: len(families)], families, act_names):
+            t = tf.cast(tensor, tf.float32)
+            means.append(tf.reduce_mean(t))
+            stds.append(tf.math.reduce_std(t))
+            if fam == SATURATING:
+                # Local derivative relative to its peak: tanh 1 - t^2; sigmoid/softmax s(1-s), peak 1/4.
+                gain = 1.0 - tf.square(t) if act in ("tanh", "hard_tanh") else 4.0 * t * (1.0 - t)
+                gain = tf.clip_by_value(gain, 0.0, 1.0)
+                sats.append(tf.reduce_mean(tf.cast(gain < SATURATION_GAIN, tf.float32)))
+                gains.append(tf.reduce_mean(gain))
+            elif fam == RELU_FAMILY:
+                axes = list(range(len(t.shape) - 1))
+                active.append(tf.reduce_mean(tf.cast(t > 0.0, tf.float32), axis=axes))
+        return means, stds, sats, gains, active
+
+    def prediction_stats(y, pred):
+        pred = tf.cast(pred, tf.float32)
+        if y.shape[1:] != pred.shape[1:] or len(pred.shape) < 2:
+            nan = tf.constant(np.nan, tf.float32)
+            return [nan] * 5 + [tf.reduce_min(pred), tf.reduce_max(pred), nan]
+        last = pred.shape[-1]
+        p = tf.reshape(pred, [-1, last])
+        t = tf.reshape(y, [-1, last])
+        pn = tf.norm(p, axis=-1)
+        tn = tf.norm(t, axis=-1)
+        cos = tf.reduce_sum(p * t, axis=-1) / tf.maximum(pn * tn, 1e-12)
+        return [tf.reduce_mean(pn), tf.reduce_mean(tn), tf.reduce_mean(cos), tf.reduce_min(cos),
+                tf.reduce_max(cos), tf.reduce_min(pred), tf.reduce_max(pred),
+                tf.reduce_mean(tf.cast(pn < 1e-12, tf.float32))]
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            outs, extras = inst(x, training=True)
+            value = scalar_loss(y, outs[0])
+            if model.losses:
+                value = value + tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
+        grads = tape.gradient(value, tvars)
+        zero = tf.constant(0.0)
+        grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
+        grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
+        weight_norms = [tf.norm(v) for v in tvars]
+        before = [tf.identity(v) for v in tvars]
+        pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
+        if pairs:
+            optimizer.apply_gradients(pairs)
+        update_norms = [tf.norm(v - b) for v, b in zip(tvars, before)]
+        means, stds, sats, gains, active = layer_stats(extras)
+        first_rms = zero
+        if inst.first_weighted_input is not None:
+            first_rms = tf.sqrt(tf.reduce_mean(tf.square(tf.cast(extras[inst.first_weighted_input], tf.float32))))
+        return {
+            "loss": value,
+            "grad_norm": tf.stack(grad_norms) if grad_norms else tf.zeros([0]),
+            "grad_abs": tf.stack(grad_abs) if grad_abs else tf.zeros([0]),
+            "weight_norm": tf.stack(weight_norms) if weight_norms else tf.zeros([0]),
+            "update_norm": tf.stack(update_norms) if update_norms else tf.zeros([0]),
+            "mean": tf.stack(means) if means else tf.zeros([0]),
+            "std": tf.stack(stds) if stds else tf.zeros([0]),
+            "sat": tf.stack(sats) if sats else tf.zeros([0]),
+            "gain": tf.stack(gains) if gains else tf.zeros([0]),
+            "active": active,
+            "first_rms": first_rms,
+            "pred": tf.stack(prediction_stats(y, outs[0])),
+        }
+
+    @tf.function(reduce_retracing=True)
+    def eval_loss(x, y):
+        outs, _ = inst(x, training=False)
+        return scalar_loss(y, outs[0])
+
+    @tf.function(reduce_retracing=True)
+    def reference_losses(y):
+        # The loss at a perfect prediction: its floor.
+        return scalar_loss(y, tf.identity(y))
+
+    eval_x, eval_y = take(indices[:batch])
+    initial = float(eval_loss(eval_x, eval_y))
+    try:
+        floor = float(reference_losses(eval_y))
+    except Exception:  # noqa: BLE001 - targets and outputs of different shapes/kinds
+        floor = None
+    none_grads = None
+    records = []
+    for step in range(steps):
+        x, y = take(indices[batch * (step + 1): batch * (step + 2)])
+        rec = train_step(x, y)
+        records.append({k: (np.asarray(v) if not isinstance(v, list) else [np.asarray(a) for a in v])
+                        for k, v in rec.items()})
+        if on_step:
+            on_step(step + 1)
+    final = float(eval_loss(eval_x, eval_y))
+
+    if none_grads is None:
+        # Which gradients the tape returned as None, decided statically at trace time.
+        with tf.GradientTape() as tape:
+            outs, _ = inst(eval_x, training=False)
+            value = scalar_loss(eval_y, outs[0])
+        none_grads = [g is None for g in tape.gradient(value, tvars)]
+
+    def series(key: str) -> np.ndarray:
+        return np.stack([r[key] for r in records]) if records else np.zeros((0, 0))
+
+    grad_norm, grad_abs = series("grad_norm"), series("grad_abs")
+    weight_norm, update_norm = series("weight_norm"), series("update_norm")
+    variables = []
+    for i, v in enumerate(tvars):
+        layer_name, layer_index = var_layer.get(id(v), (v.path.split("/")[0], -1))
+        wn = weight_norm[:, i]
+        variables.append(VariableFacts(
+            path=v.path, layer=layer_name, layer_index=layer_index,
+            shape=tuple(int(s) for s in v.shape), grad_is_none=none_grads[i],
+            grad_norm=grad_norm[:, i], grad_mean_abs=grad_abs[:, i], weight_norm=wn,
+            update_ratio=update_norm[:, i] / np.maximum(wn, 1e-12),
+        ))
+
+    means, stds, sats, gains = series("mean"), series("std"), series("sat"), series("gain")
+    layers = []
+    s_i = r_i = 0
+    measured = {index: k for k, (index, _) in enumerate(inst.layers)}
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        act = activation_name(layer)
+        fam = family_of(act)
+        lf = LayerFacts(name=layer.name, class_name=type(layer).__name__, index=index,
+                        activation=act, family=fam, params=_count(layer.weights),
+                        trainable_params=_count(layer.trainable_weights))
+        k = measured.get(index)
+        if k is not None and records:
+            lf.output_mean, lf.output_std = means[:, k], stds[:, k]
+            if fam == SATURATING:
+                lf.saturated_fraction, lf.mean_gain = sats[:, s_i], gains[:, s_i]
+                s_i += 1
+            elif fam == RELU_FAMILY:
+                lf.unit_active_rate = np.mean([r["active"][r_i] for r in records], axis=0)
+                r_i += 1
+        layers.append(lf)
+
+    pred = series("pred")
+    predictions = None
+    if records:
+        predictions = PredictionFacts(
+            output_norm_mean=pred[:, 0], target_norm_mean=pred[:, 1], cosine_mean=pred[:, 2],
+            cosine_min=pred[:, 3], cosine_max=pred[:, 4], output_min=float(np.min(pred[:, 5])),
+            output_max=float(np.max(pred[:, 6])), zero_norm_output_fraction=float(np.mean(pred[:, 7])),
+            output_shape=tuple(int(s) for s in model.outputs[0].shape[1:] if s is not None),
+            target_shape=tuple(int(s) for s in dataset.targets.shape[1:]),
+        )
+
+    out_layer = model.layers[-1] if model.layers else None
+    out_act = activation_name(out_layer) if out_layer is not None else None
+    from stalldoc.losses import describe_compiled
+
+    model_facts = ModelFacts(
+        path=model_path, name=model.name, layers=len(model.layers),
+        trainable_params=_count(model.trainable_weights),
+        non_trainable_params=_count(model.non_trainable_weights),
+        optimizer=optimizer_name, learning_rate=_learning_rate(optimizer),
+        output_activation=out_act, output_family=family_of(out_act),
+        compiled_loss=describe_compiled(model), notes=list(notes or []),
+    )
+    first_rms = float(np.median(series("first_rms"))) if (records and inst.first_weighted_input is not None) else None
+    return Facts(
+        model=model_facts, inputs=input_facts, targets=target_facts,
+        loss=LossFacts(name=loss.name, source=loss.source, per_step=series("loss"),
+                       initial=initial, final=final, floor=floor),
+        layers=layers, variables=variables, steps=steps, batch_size=batch, seed=seed,
+        predictions=predictions, first_weighted_input_rms=first_rms, data_path=dataset.path,
+        samples=samples, notes=[loss.reason] + list(notes or []),
+    )

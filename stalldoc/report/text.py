@@ -1,0 +1,162 @@
+"""The terminal report, drawn with rich. The only module that imports rich for reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from stalldoc.detectors.base import fmt
+from stalldoc.findings import Report, Severity
+
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
+VERDICT_STYLE = {"stalled": "bold white on red", "healthy": "bold white on green",
+                 "converged": "bold white on blue"}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: np.ndarray, width: int = 40) -> str:
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return ""
+    if values.size > width:
+        values = np.array([chunk.mean() for chunk in np.array_split(values, width)])
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "×" * values.size
+    lo, hi = finite.min(), finite.max()
+    span = hi - lo if hi > lo else 1.0
+    return "".join("×" if not np.isfinite(v) else SPARK[int((v - lo) / span * (len(SPARK) - 1))]
+                   for v in values)
+
+
+def log_bar(value: float, lo: float = 1e-10, hi: float = 1e1, width: int = 10) -> Text:
+    """A bar whose length is log10(value) between lo and hi: gradients span decades."""
+    if not (value > 0 and math.isfinite(value)):
+        return Text("·" * 1 + " " * (width - 1) + " " + ("0" if value == 0 else "nan"), style="dim")
+    share = (math.log10(value) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+    filled = max(1, min(width, round(share * width)))
+    style = "red" if value < 1e-7 else "yellow" if value < 1e-4 else "green"
+    return Text("█" * filled + " " * (width - filled) + " " + fmt(value), style=style)
+
+
+def _headline(report: Report) -> Panel:
+    loss = report.loss
+    change = loss.get("relative_change")
+    change_text = "n/a" if change is None or not math.isfinite(change) else f"{change * 100:+.2f}%"
+    title = Text(f" {report.verdict.upper()} ", style=VERDICT_STYLE.get(report.verdict, "bold"))
+    body = Text.assemble(
+        title, "  ",
+        (f"loss {loss['name']}: {fmt(loss['initial'])} → {fmt(loss['final'])} ({change_text}) "
+         f"over {loss.get('steps')} steps of batch {loss.get('batch_size')}", "bold"),
+    )
+    root = report.root_cause
+    if root is not None:
+        body.append("\nroot cause: " if report.verdict == "stalled" else "\ntop finding: ", style="dim")
+        body.append(root.id, style=SEVERITY_STYLE[root.severity])
+        body.append(f" — {root.message}")
+    elif report.verdict == "stalled":
+        body.append("\nno detector found a cause; see the per-layer view below", style="dim")
+    return Panel(body, box=box.ROUNDED, title="stalldoc", title_align="left")
+
+
+def _findings(report: Report) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False)
+    table.add_column("#", justify="right", style="dim", width=2)
+    table.add_column("finding", ratio=1)
+    for number, f in enumerate(report.findings, start=1):
+        head = Text.assemble((f"{f.severity.label.upper():<7}", SEVERITY_STYLE[f.severity]), " ",
+                             (f.id, "bold"), (f"  confidence {f.confidence:.0%}", "dim"))
+        if f.layer:
+            head.append(f"  layer {f.layer}", style="magenta")
+        lines = [head, Text(f.message)]
+        lines.append(Text.assemble(("fix: ", "green"), f.fix))
+        if f.explains:
+            lines.append(Text.assemble(("explains: ", "dim"), ", ".join(f.explains)))
+        table.add_row(str(number), Group(*lines))
+    return table
+
+
+def _layers(report: Report) -> Table | None:
+    facts = report.facts
+    if facts is None or not facts.layers:
+        return None
+    grads: dict[str, float] = {}
+    updates: dict[str, float] = {}
+    for v in facts.variables:
+        if v.is_kernel and v.grad_norm.size:
+            grads[v.layer] = float(np.median(v.grad_norm)) / math.sqrt(max(1, v.size))
+            updates[v.layer] = float(np.median(v.update_ratio))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="per layer", title_style="bold",
+                  title_justify="left")
+    table.add_column("layer")
+    table.add_column("type", style="dim")
+    table.add_column("act", style="dim")
+    table.add_column("kernel grad RMS (log)", no_wrap=True)
+    table.add_column("update/weight", justify="right")
+    table.add_column("saturated", justify="right")
+    table.add_column("dead", justify="right")
+    for lf in facts.layers:
+        sat = "" if lf.saturated_fraction is None else f"{np.median(lf.saturated_fraction):.0%}"
+        dead = "" if lf.unit_active_rate is None else f"{np.mean(lf.unit_active_rate < 0.01):.0%}"
+        grad = log_bar(grads[lf.name]) if lf.name in grads else Text("")
+        upd = fmt(updates[lf.name]) if lf.name in updates else ""
+        table.add_row(lf.name, lf.class_name, lf.activation or "", grad, upd, sat, dead)
+    return table
+
+
+def _loss_line(report: Report) -> Text | None:
+    facts = report.facts
+    if facts is None or facts.loss.per_step.size == 0:
+        return None
+    per_step = facts.loss.per_step
+    return Text.assemble(("training loss per step  ", "bold"), (sparkline(per_step), "cyan"),
+                         (f"  {fmt(per_step[0])} → {fmt(per_step[-1])}", "dim"))
+
+
+def _footer(report: Report) -> Text:
+    text = Text()
+    if report.facts is not None:
+        for note in report.facts.notes:
+            text.append(f"note: {note}\n", style="dim")
+    if report.skipped:
+        text.append("skipped: " + "; ".join(f"{s.detector} ({s.reason})" for s in report.skipped) + "\n",
+                    style="dim")
+    for e in report.errors:
+        text.append(f"detector {e.detector} crashed: {e.error}\n", style="bold red")
+    if report.passed:
+        text.append("passed: " + ", ".join(report.passed), style="dim green")
+    return text
+
+
+def build(report: Report) -> Group:
+    parts = [_headline(report)]
+    if report.findings:
+        parts.append(_findings(report))
+    else:
+        parts.append(Text("no findings", style="green"))
+    for extra in (_loss_line(report), _layers(report)):
+        if extra is not None:
+            parts.append(extra)
+    parts.append(_footer(report))
+    return Group(*parts)
+
+
+def render(report: Report, *, color: bool = False, width: int | None = None) -> str:
+    console = Console(record=True, force_terminal=color, no_color=not color, width=width or 110,
+                      file=_Null(), highlight=False)
+    console.print(build(report))
+    return console.export_text(styles=color)
+
+
+class _Null:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
