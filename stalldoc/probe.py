@@ -25,7 +25,7 @@ from stalldoc.facts import (
 )
 from stalldoc.losses import ResolvedLoss
 
-SATURATING_ACTIVATIONS = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_tanh", "log_softmax"}
+SATURATING_ACTIVATIONS = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_tanh"}
 RELU_ACTIVATIONS = {"relu", "relu6"}
 # An output is saturated when the activation's local derivative there is below this share
 # of its peak (documented in the saturated-activation detector).

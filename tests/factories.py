@@ -1,0 +1,102 @@
+"""Synthetic Facts for detector tests: no TensorFlow, every number chosen by the test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stalldoc.facts import (
+    RELU_FAMILY,
+    SATURATING,
+    ArrayFacts,
+    Facts,
+    LayerFacts,
+    LossFacts,
+    ModelFacts,
+    PredictionFacts,
+    VariableFacts,
+)
+
+STEPS = 5
+
+
+def array(name: str = "x", *, mean: float | list[float] = 0.0, std: float | list[float] = 1.0,
+          features: int = 4, samples: int = 100, non_finite: int = 0, zero_norm_fraction: float = 0.0,
+          norm_mean: float = 1.0) -> ArrayFacts:
+    means = np.broadcast_to(np.asarray(mean, dtype=float), (features,)).copy()
+    stds = np.broadcast_to(np.asarray(std, dtype=float), (features,)).copy()
+    return ArrayFacts(name=name, shape=(samples, features), dtype="float32", samples=samples,
+                      non_finite=non_finite, feature_mean=means, feature_std=stds,
+                      feature_min=means - 2 * stds, feature_max=means + 2 * stds,
+                      zero_norm_fraction=zero_norm_fraction, norm_mean=norm_mean)
+
+
+def layer(name: str, index: int, *, activation: str | None = "linear", params: int = 10,
+          saturated: float | None = None, gain: float | None = None,
+          active_rates: list[float] | np.ndarray | None = None, trainable: bool = True) -> LayerFacts:
+    family = {"sigmoid": SATURATING, "tanh": SATURATING, "softmax": SATURATING,
+              "relu": RELU_FAMILY}.get(activation or "")
+    lf = LayerFacts(name=name, class_name="Dense", index=index, activation=activation, family=family,
+                    params=params, trainable_params=params if trainable else 0,
+                    output_mean=np.zeros(STEPS), output_std=np.ones(STEPS))
+    if family == SATURATING:
+        lf.saturated_fraction = np.full(STEPS, 0.0 if saturated is None else saturated)
+        lf.mean_gain = np.full(STEPS, 0.5 if gain is None else gain)
+    if family == RELU_FAMILY:
+        lf.unit_active_rate = np.asarray(active_rates if active_rates is not None else np.full(8, 0.5))
+    return lf
+
+
+def variable(path: str, layer_index: int, *, grad_norm: float | list[float] = 1e-2,
+             shape: tuple[int, ...] = (10, 10), weight_norm: float = 1.0, update_ratio: float = 1e-3,
+             grad_is_none: bool = False) -> VariableFacts:
+    g = np.broadcast_to(np.asarray(grad_norm, dtype=float), (STEPS,)).copy()
+    size = int(np.prod(shape))
+    return VariableFacts(path=path, layer=path.split("/")[0], layer_index=layer_index, shape=shape,
+                         grad_is_none=grad_is_none, grad_norm=g, grad_mean_abs=g / np.sqrt(size),
+                         weight_norm=np.full(STEPS, weight_norm), update_ratio=np.full(STEPS, update_ratio))
+
+
+def mlp_layers(activations: list[str]) -> list[LayerFacts]:
+    return [layer(f"dense_{i}", i, activation=a) for i, a in enumerate(activations)]
+
+
+def mlp_variables(grad_rms: list[float], shape: tuple[int, int] = (10, 10)) -> list[VariableFacts]:
+    """One kernel per layer with the given gradient RMS, input side first."""
+    size = shape[0] * shape[1]
+    return [variable(f"dense_{i}/kernel", i, grad_norm=g * np.sqrt(size), shape=shape)
+            for i, g in enumerate(grad_rms)]
+
+
+def predictions(*, output_norm: float = 1.0, target_norm: float = 1.0, cosine: float = 0.0,
+                output_min: float = -1.0, output_max: float = 1.0, dim: int = 4) -> PredictionFacts:
+    return PredictionFacts(
+        output_norm_mean=np.full(STEPS, output_norm), target_norm_mean=np.full(STEPS, target_norm),
+        cosine_mean=np.full(STEPS, cosine), cosine_min=np.full(STEPS, cosine - 0.2),
+        cosine_max=np.full(STEPS, cosine + 0.2), output_min=output_min, output_max=output_max,
+        output_shape=(dim,), target_shape=(dim,))
+
+
+def facts(*, inputs: list[ArrayFacts] | None = None, targets: ArrayFacts | None = None,
+          layers: list[LayerFacts] | None = None, variables: list[VariableFacts] | None = None,
+          loss_initial: float = 1.0, loss_final: float = 0.5, loss_floor: float | None = 0.0,
+          loss_per_step: list[float] | None = None, loss_name: str = "cosine",
+          trainable_params: int | None = None, learning_rate: float | None = 1e-3,
+          optimizer: str = "Adam", **extra: Any) -> Facts:
+    layers = layers if layers is not None else mlp_layers(["relu", "linear"])
+    variables = variables if variables is not None else mlp_variables([1e-2] * len(layers))
+    per_step = np.asarray(loss_per_step if loss_per_step is not None
+                          else np.linspace(loss_initial, loss_final, STEPS), dtype=float)
+    params = trainable_params if trainable_params is not None else sum(v.size for v in variables)
+    model = ModelFacts(path="model.keras", name="model", layers=len(layers), trainable_params=params,
+                       non_trainable_params=0, optimizer=optimizer, learning_rate=learning_rate,
+                       output_activation=layers[-1].activation if layers else None,
+                       output_family=layers[-1].family if layers else None, compiled_loss=loss_name)
+    return Facts(
+        model=model, inputs=inputs if inputs is not None else [array("x")],
+        targets=targets if targets is not None else array("y"),
+        loss=LossFacts(name=loss_name, source="flag", per_step=per_step, initial=loss_initial,
+                       final=loss_final, floor=loss_floor),
+        layers=layers, variables=variables, steps=STEPS, batch_size=32, seed=0,
+        samples=100, **extra)
