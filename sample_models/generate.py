@@ -159,6 +159,7 @@ def main(names: list[str]) -> None:
         if names and scenario.name not in names:
             continue
         rng = np.random.default_rng(sum(map(ord, scenario.name)))
+        keras.backend.clear_session()  # layer names start from dense, dense_1, ... in every file
         keras.utils.set_random_seed(sum(map(ord, scenario.name)))
         model, x, y = scenario.build(rng)
         model.save(os.path.join(HERE, f"{scenario.name}.keras"))

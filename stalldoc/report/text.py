@@ -69,13 +69,15 @@ def _findings(report: Report) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False)
     table.add_column("#", justify="right", style="dim", width=2)
     table.add_column("finding", ratio=1)
+    explained = {other for f in report.findings for other in f.explains}
     for number, f in enumerate(report.findings, start=1):
         head = Text.assemble((f"{f.severity.label.upper():<7}", SEVERITY_STYLE[f.severity]), " ",
                              (f.id, "bold"), (f"  confidence {f.confidence:.0%}", "dim"))
         if f.layer:
             head.append(f"  layer {f.layer}", style="magenta")
         lines = [head, Text(f.message)]
-        lines.append(Text.assemble(("fix: ", "green"), f.fix))
+        if f.id not in explained:  # a symptom's fix is its root cause's fix
+            lines.append(Text.assemble(("fix: ", "green"), f.fix))
         if f.explains:
             lines.append(Text.assemble(("explains: ", "dim"), ", ".join(f.explains)))
         table.add_row(str(number), Group(*lines))
