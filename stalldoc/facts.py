@@ -32,6 +32,9 @@ class ArrayFacts:
     # Per-sample L2 norm over the last axis (what a cosine sees).
     zero_norm_fraction: float = 0.0  # fraction of vectors with L2 norm < 1e-12
     norm_mean: float = float("nan")
+    # The model consumes this array as integer indices (e.g. token ids into an Embedding):
+    # its values are positions, not magnitudes.
+    consumed_as_indices: bool = False
 
     @property
     def mean_abs(self) -> float:

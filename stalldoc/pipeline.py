@@ -66,6 +66,8 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     _check_shapes(model, dataset)
     _stage(on_stage, "measuring data")
     input_facts = [array_facts(key, arr) for key, arr in zip(dataset.x_keys, dataset.inputs.values())]
+    for af, tensor in zip(input_facts, model.inputs):
+        af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
     target_facts = array_facts(dataset.y_key, dataset.targets)
     loss = resolve_loss(options.loss, model)
     _stage(on_stage, "probing")

@@ -138,7 +138,10 @@ class UnnormalizedInput(Detector):
 
     def check(self, facts: Facts) -> list[Finding]:
         out = []
-        for arr in facts.inputs:
+        arrays = [a for a in facts.inputs if not a.consumed_as_indices]
+        if not arrays:
+            raise Skip("the model takes its inputs as integer indices (e.g. token ids), not magnitudes")
+        for arr in arrays:
             if arr.features == 0 or arr.samples < 2:
                 raise Skip("no features or fewer than 2 samples")
             rms = arr.feature_rms

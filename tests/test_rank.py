@@ -1,0 +1,80 @@
+"""Ranking and verdict on synthetic facts: root cause first, symptoms after. No TensorFlow."""
+
+import factories as F
+
+from stalldoc.findings import Finding, Severity
+from stalldoc.pipeline import build_report
+from stalldoc.rank import loss_progress, rank, verdict
+
+
+def finding(fid, severity=Severity.WARNING, confidence=0.9):
+    return Finding(id=fid, severity=severity, confidence=confidence, message=fid, fix="")
+
+
+def test_root_cause_comes_before_the_symptoms_it_explains():
+    ranked = rank([finding("vanishing-gradient", confidence=0.99),
+                   finding("saturated-activation", confidence=0.95),
+                   finding("unnormalized-input", Severity.ERROR, confidence=0.6)])
+    assert [f.id for f in ranked] == ["unnormalized-input", "saturated-activation", "vanishing-gradient"]
+    assert ranked[0].explains == ["saturated-activation", "vanishing-gradient"]
+
+
+def test_symptom_ranks_after_its_cause_even_with_higher_severity():
+    # A disconnected (ERROR) gradient explained by a fully dead ReLU layer (WARNING).
+    ranked = rank([finding("disconnected-gradient", Severity.ERROR), finding("dead-relu")])
+    assert [f.id for f in ranked] == ["dead-relu", "disconnected-gradient"]
+
+
+def test_an_informational_finding_explains_nothing():
+    ranked = rank([finding("saturated-activation"), finding("unnormalized-input", Severity.INFO)])
+    assert ranked[0].id == "saturated-activation"
+    assert ranked[1].explains == []
+
+
+def test_explains_lists_only_findings_that_are_present():
+    ranked = rank([finding("unnormalized-input", Severity.ERROR)])
+    assert ranked[0].explains == []
+
+
+def test_verdict_from_loss_progress_toward_the_floor():
+    # cosine distance: floor 0; 1.0 -> 0.9 is 10% of the way: healthy.
+    assert verdict(F.facts(loss_initial=1.0, loss_final=0.9, loss_floor=0.0), []) == "healthy"
+    # 1.0 -> 0.995 is 0.5%: flat, stalled whatever was found.
+    assert verdict(F.facts(loss_initial=1.0, loss_final=0.995, loss_floor=0.0), []) == "stalled"
+    # keras-cosine: floor -1; -0.04 -> -0.09 is 5.2% of the way.
+    assert verdict(F.facts(loss_initial=-0.04, loss_final=-0.09, loss_floor=-1.0), []) == "healthy"
+
+
+def test_verdict_in_the_slow_zone_depends_on_a_found_cause():
+    slow = F.facts(loss_initial=1.0, loss_final=0.97, loss_floor=0.0)  # 3% of the way
+    assert verdict(slow, []) == "healthy"
+    assert verdict(slow, [finding("dead-relu")]) == "stalled"
+    assert verdict(slow, [finding("unnormalized-input", Severity.INFO)]) == "healthy"
+
+
+def test_verdict_non_finite_loss_is_stalled():
+    assert verdict(F.facts(loss_initial=1.0, loss_final=float("nan")), []) == "stalled"
+    assert loss_progress(F.facts(loss_initial=1.0, loss_final=float("inf"))) != loss_progress(F.facts())
+
+
+def test_verdict_without_floor_uses_relative_change():
+    assert verdict(F.facts(loss_initial=2.0, loss_final=1.5, loss_floor=None), []) == "healthy"
+    assert verdict(F.facts(loss_initial=2.0, loss_final=1.995, loss_floor=None), []) == "stalled"
+
+
+def test_report_json_contract_on_synthetic_facts():
+    facts = F.facts(inputs=[F.array("x", mean=80.0, std=40.0)],
+                    layers=[F.layer("h", 0, activation="sigmoid", saturated=0.97, gain=0.01), F.layer("o", 1)],
+                    variables=F.mlp_variables([1e-9, 1e-2]), loss_initial=1.0, loss_final=0.999)
+    report = build_report(facts)
+    data = report.to_dict()
+    assert data["schema_version"] == 1
+    assert data["verdict"] == "stalled"
+    assert [f["id"] for f in data["findings"]][:3] == [
+        "unnormalized-input", "saturated-activation", "vanishing-gradient"]
+    first = data["findings"][0]
+    assert set(first) == {"id", "severity", "confidence", "layer", "message", "evidence", "fix", "explains"}
+    assert 0.0 <= first["confidence"] <= 1.0
+    assert first["evidence"]["threshold"] == 10.0
+    assert report.blocking("error") and report.blocking("warning")
+    report.to_json()  # strict JSON: no NaN
