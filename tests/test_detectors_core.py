@@ -237,3 +237,10 @@ def test_unknown_threshold_and_bad_value_are_rejected():
         VanishingGradient(min_grad=1)
     with pytest.raises(ValueError, match="must be a number"):
         VanishingGradient(min_grad_rms="small")
+
+
+def test_unnormalized_input_skips_integer_index_inputs():
+    tokens = F.array("tokens", mean=250.0, std=140.0)
+    tokens.consumed_as_indices = True
+    with pytest.raises(Skip, match="indices"):
+        UnnormalizedInput().check(F.facts(inputs=[tokens]))
