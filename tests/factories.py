@@ -86,8 +86,10 @@ def facts(*, inputs: list[ArrayFacts] | None = None, targets: ArrayFacts | None 
           optimizer: str = "Adam", **extra: Any) -> Facts:
     layers = layers if layers is not None else mlp_layers(["relu", "linear"])
     variables = variables if variables is not None else mlp_variables([1e-2] * len(layers))
-    per_step = np.asarray(loss_per_step if loss_per_step is not None
-                          else np.linspace(loss_initial, loss_final, STEPS), dtype=float)
+    if loss_per_step is None:
+        finite = np.isfinite(loss_final)
+        loss_per_step = np.linspace(loss_initial, loss_final, STEPS) if finite else np.full(STEPS, loss_final)
+    per_step = np.asarray(loss_per_step, dtype=float)
     params = trainable_params if trainable_params is not None else sum(v.size for v in variables)
     model = ModelFacts(path="model.keras", name="model", layers=len(layers), trainable_params=params,
                        non_trainable_params=0, optimizer=optimizer, learning_rate=learning_rate,
