@@ -149,7 +149,7 @@ def build(report: Report) -> Group:
     return Group(*parts)
 
 
-def render(report: Report, *, color: bool = False, width: int | None = None) -> str:
+def render(report: Report, *, color: bool = False, width: int | None = None, **_: object) -> str:
     console = Console(record=True, force_terminal=color, no_color=not color, width=width or 110,
                       file=_Null(), highlight=False)
     console.print(build(report))
@@ -162,3 +162,14 @@ class _Null:
 
     def flush(self) -> None:
         pass
+
+
+def export(report: Report, *, svg: str | None = None, html: str | None = None, width: int = 110) -> None:
+    """Save the terminal report as an SVG picture and/or an HTML page (colours kept)."""
+    console = Console(record=True, force_terminal=True, width=width, file=_Null(), highlight=False)
+    console.print(build(report))
+    title = f"stalldoc {report.model.get('path') or ''}".strip()
+    if svg:
+        console.save_svg(svg, title=title, clear=False)
+    if html:
+        console.save_html(html, clear=False)

@@ -1,0 +1,89 @@
+"""Helpers shared by the plain-text renderers (junit, github, markdown). No rich here."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stalldoc.findings import Finding, Report, Severity
+
+
+def fail_level(fail_on: Severity | str | None) -> Severity | None:
+    """The lowest severity that fails the gate, or None for ``never``."""
+    if fail_on is None:
+        return Severity.WARNING
+    if isinstance(fail_on, Severity):
+        return fail_on
+    if fail_on == "never":
+        return None
+    return Severity.parse(fail_on)
+
+
+def num(value: Any) -> str:
+    """A number as a message shows it (3 significant digits), or n/a."""
+    if value is None:
+        return "n/a"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return "nan" if number != number else ("inf" if number > 0 else "-inf")
+    if number == 0:
+        return "0"
+    if abs(number) < 1e-3 or abs(number) >= 1e5:
+        return f"{number:.2e}"
+    return f"{number:.3g}"
+
+
+def loss_line(report: Report) -> str:
+    loss = report.loss or {}
+    change = loss.get("relative_change")
+    change_text = "n/a"
+    if isinstance(change, (int, float)) and math.isfinite(change):
+        change_text = f"{change * 100:+.2f}%"
+    text = f"loss {loss.get('name', '?')}: {num(loss.get('initial'))} -> {num(loss.get('final'))} ({change_text})"
+    if loss.get("steps") is not None:
+        text += f" over {loss['steps']} steps"
+        if loss.get("batch_size") is not None:
+            text += f" of batch {loss['batch_size']}"
+    return text
+
+
+def detector_order(report: Report) -> list[str]:
+    """Every detector the report mentions, once, in registry order (unknown ids last)."""
+    from stalldoc.detectors import REGISTRY
+
+    mentioned: list[str] = []
+    for name in ([f.id for f in report.findings] + list(report.passed)
+                 + [s.detector for s in report.skipped] + [e.detector for e in report.errors]):
+        if name not in mentioned:
+            mentioned.append(name)
+    known = [cls.id for cls in REGISTRY if cls.id in mentioned]
+    return known + [name for name in mentioned if name not in known]
+
+
+def area_of(detector_id: str) -> str:
+    from stalldoc.detectors import by_id
+
+    try:
+        return by_id(detector_id).area
+    except KeyError:
+        return "other"
+
+
+def by_detector(findings: list[Finding]) -> dict[str, list[Finding]]:
+    grouped: dict[str, list[Finding]] = {}
+    for f in findings:
+        grouped.setdefault(f.id, []).append(f)
+    return grouped
+
+
+def counts(report: Report) -> str:
+    """'2 errors, 1 warning' or 'no findings'."""
+    parts = []
+    for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO):
+        n = sum(1 for f in report.findings if f.severity == sev)
+        if n:
+            parts.append(f"{n} {sev.label}{'s' if n != 1 else ''}")
+    return ", ".join(parts) or "no findings"
