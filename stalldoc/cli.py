@@ -39,8 +39,9 @@ def main() -> None:
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=True))
 @click.argument("data", type=click.Path(dir_okay=True))
-@click.option("--loss", "loss_spec", default="auto", show_default=True, metavar="SPEC",
-              help="auto | compiled | cosine | keras-cosine | a Keras loss name | FILE.py:FUNC | MODULE:FUNC")
+@click.option("--loss", "loss_spec", default=None, metavar="SPEC",
+              help="auto | compiled | cosine | keras-cosine | a Keras loss name | FILE.py:FUNC | MODULE:FUNC"
+                   "  [default: auto]")
 @click.option("--steps", type=int, default=None, help="instrumented training steps  [default: 20]")
 @click.option("--batch-size", type=int, default=None, help="samples per step  [default: 64]")
 @click.option("--seed", type=int, default=None, help="random seed  [default: 0]")
@@ -51,12 +52,20 @@ def main() -> None:
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
               help="lowest severity that makes the exit code 1  [default: warning]")
 @click.option("--exit-zero", is_flag=True, help="exit 0 even with findings (errors still exit 2)")
+@click.option("--select", default=None, metavar="IDS", help="run only these detectors (comma-separated ids)")
+@click.option("--ignore", default=None, metavar="IDS", help="never run these detectors (comma-separated ids)")
+@click.option("--config", "config_path", default=None, metavar="FILE",
+              help="read settings from FILE instead of the nearest pyproject.toml's [tool.stalldoc]")
+@click.option("--isolated", is_flag=True, help="ignore configuration files")
+@click.option("--export-svg", default=None, metavar="FILE", help="also save the terminal report as an SVG picture")
+@click.option("--export-html", default=None, metavar="FILE", help="also save the terminal report as an HTML page")
 @click.option("--x-key", default=None, help="name of the inputs array in DATA")
 @click.option("--y-key", default=None, help="name of the targets array in DATA")
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
 @click.option("-q", "--quiet", is_flag=True, help="no progress on stderr")
 @click.option("--debug", is_flag=True, help="show tracebacks on errors")
 def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on, exit_zero,
+          select, ignore, config_path, isolated, export_svg, export_html,
           x_key, y_key, unsafe, quiet, debug) -> None:
     """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis."""
     import os
@@ -64,14 +73,20 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
     from stalldoc.findings import Severity
     from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, Options, check_files
     from stalldoc.progress import Progress
-    from stalldoc.report import renderer
 
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
-    fail_on = fail_on or "warning"
-    options = Options(loss=loss_spec, steps=steps or DEFAULT_STEPS,
+    config = _load_config(config_path, isolated, debug)
+    # Command-line flags win over the configuration file, which wins over the defaults.
+    fail_on = _first(fail_on, config.fail_on, "warning")
+    steps = _first(steps, config.steps)
+    batch_size = _first(batch_size, config.batch_size)
+    options = Options(loss=_first(loss_spec, config.loss, "auto"), steps=steps or DEFAULT_STEPS,
                       batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                      seed=DEFAULT_SEED if seed is None else seed, unsafe=unsafe)
+                      seed=_first(seed, config.seed, DEFAULT_SEED), unsafe=unsafe,
+                      select=_id_list(select, "--select") if select is not None else config.select,
+                      ignore=_id_list(ignore, "--ignore") if ignore is not None else config.ignore,
+                      thresholds=config.thresholds)
     if steps is not None and steps < 1:
         _fail(f"--steps must be at least 1, got {steps}")
     if batch_size is not None and batch_size < 1:
@@ -89,22 +104,10 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
         _fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
               "(rerun with --debug for the traceback)", debug)
 
-    if fmt == "text" and output is None:
-        from rich.console import Console
-
-        from stalldoc.report.text import build
-
-        Console(highlight=False).print(build(report))
-    else:
-        rendered = renderer(fmt)(report)
-        if output:
-            try:
-                with open(output, "w", encoding="utf-8") as fh:
-                    fh.write(rendered)
-            except OSError as exc:
-                _fail(f"{output}: cannot write the report ({exc.strerror})")
-        else:
-            click.echo(rendered, nl=False)
+    try:
+        _emit(report, fmt, output, fail_on, export_svg, export_html)
+    except Exception as exc:  # noqa: BLE001 - a renderer bug is an internal error (exit 2), not a traceback
+        _fail(f"internal error while rendering: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", debug)
 
     if report.errors:
         click.echo(f"stalldoc: error: {len(report.errors)} detector(s) crashed: "
@@ -117,10 +120,14 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
 
 @main.command()
 @click.argument("finding_id")
-def explain(finding_id: str) -> None:
+@click.option("--config", "config_path", default=None, metavar="FILE",
+              help="show threshold values from FILE instead of the nearest pyproject.toml")
+@click.option("--isolated", is_flag=True, help="ignore configuration files: show the defaults")
+def explain(finding_id: str, config_path: str | None, isolated: bool) -> None:
     """What finding ID means, why it stalls training, how to fix it, and its thresholds."""
     from stalldoc.detectors import REGISTRY, by_id
 
+    config = _load_config(config_path, isolated)
     try:
         cls = by_id(finding_id)
     except KeyError:
@@ -130,9 +137,14 @@ def explain(finding_id: str) -> None:
     click.echo(f"{cls.summary}\n")
     click.echo(cls.doc())
     if cls.thresholds:
-        click.echo("\nCurrent values:")
+        overrides = config.thresholds.get(cls.id, {})
+        click.echo("\nCurrent values:" + (f" (with {config.path})" if overrides else ""))
         for t in cls.thresholds:
-            click.echo(f"  {t.name} = {t.default:g}    {t.help}")
+            if t.name in overrides:
+                click.echo(f"  {t.name} = {overrides[t.name]:g}    {t.help}  (default {t.default:g}, "
+                           f"set in {config.path})")
+            else:
+                click.echo(f"  {t.name} = {t.default:g}    {t.help}")
     if cls.explains:
         click.echo(f"\nCan be the root cause of: {', '.join(cls.explains)}")
 
@@ -145,6 +157,61 @@ def detectors() -> None:
     width = max(len(c.id) for c in REGISTRY)
     for cls in REGISTRY:
         click.echo(f"{cls.id:<{width}}  {cls.area:<12} {cls.severity.label:<8} {cls.summary}")
+
+
+def _emit(report, fmt, output, fail_on, export_svg, export_html) -> None:
+    """Render the report to stdout or ``output``, and save the exports."""
+    from stalldoc.report import renderer
+
+    if fmt == "text" and output is None:
+        from rich.console import Console
+
+        from stalldoc.report.text import build
+
+        Console(highlight=False).print(build(report))
+    else:
+        rendered = renderer(fmt)(report, fail_on=fail_on)
+        if output:
+            try:
+                with open(output, "w", encoding="utf-8") as fh:
+                    fh.write(rendered)
+            except OSError as exc:
+                _fail(f"{output}: cannot write the report ({exc.strerror})")
+        else:
+            click.echo(rendered, nl=False)
+    if export_svg or export_html:
+        from stalldoc.report.text import export
+
+        try:
+            export(report, svg=export_svg, html=export_html)
+        except OSError as exc:
+            _fail(f"{exc.filename or export_svg or export_html}: cannot write the export ({exc.strerror})")
+
+
+def _first(*values):
+    """The first value that is not None (flag, then config file, then default)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _load_config(path: str | None, isolated: bool, debug: bool = False):
+    from stalldoc.config import Config, load_config
+
+    if isolated:
+        return Config()
+    try:
+        return load_config(path)
+    except StalldocError as exc:
+        _fail(str(exc), debug)
+
+
+def _id_list(text: str, flag: str) -> list[str]:
+    from stalldoc.config import validate_ids
+
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = validate_ids(ids)
+    if unknown:
+        _fail(f"{flag}: unknown finding id {unknown[0]!r} (see `stalldoc detectors`)")
+    return ids
 
 
 if __name__ == "__main__":  # pragma: no cover
