@@ -11,7 +11,7 @@ from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError
 from stalldoc.facts import Facts
 from stalldoc.findings import Report
-from stalldoc.rank import rank, verdict
+from stalldoc.rank import loss_progress, rank, verdict
 
 DEFAULT_STEPS = 20
 DEFAULT_BATCH_SIZE = 64
@@ -97,7 +97,8 @@ def build_report(facts: Facts, options: Options | None = None) -> Report:
                "optimizer": facts.model.optimizer, "learning_rate": facts.model.learning_rate},
         data={"path": facts.data_path, "samples": facts.samples},
         loss={"name": loss.name, "source": loss.source, "initial": loss.initial, "final": loss.final,
-              "relative_change": loss.relative_change, "steps": facts.steps,
+              "relative_change": loss.relative_change, "floor": loss.floor,
+              "progress": loss_progress(facts), "steps": facts.steps,
               "batch_size": facts.batch_size},
         verdict=verdict(facts, findings),
         findings=findings, skipped=skipped, errors=errors, facts=facts, passed=passed,

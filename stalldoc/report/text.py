@@ -47,13 +47,18 @@ def log_bar(value: float, lo: float = 1e-10, hi: float = 1e1, width: int = 10) -
 
 def _headline(report: Report) -> Panel:
     loss = report.loss
-    change = loss.get("relative_change")
-    change_text = "n/a" if change is None or not math.isfinite(change) else f"{change * 100:+.2f}%"
+    progress, floor = loss.get("progress"), loss.get("floor")
+    if progress is None or not math.isfinite(progress):
+        change_text = "the loss is not finite"
+    elif floor is not None and math.isfinite(floor):
+        change_text = f"{progress * 100:.1f}% of the way to its floor {fmt(floor)}"
+    else:
+        change_text = f"{-progress * 100:+.2f}%"
     title = Text(f" {report.verdict.upper()} ", style=VERDICT_STYLE.get(report.verdict, "bold"))
     body = Text.assemble(
         title, "  ",
         (f"loss {loss['name']}: {fmt(loss['initial'])} → {fmt(loss['final'])} ({change_text}) "
-         f"over {loss.get('steps')} steps of batch {loss.get('batch_size')}", "bold"),
+         f"in {loss.get('steps')} steps of batch {loss.get('batch_size')}", "bold"),
     )
     root = report.root_cause
     if root is not None:
