@@ -5,24 +5,23 @@ NumPy only: no TensorFlow here. Arrays are never unpickled (allow_pickle=False).
 
 from __future__ import annotations
 
-import os
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from stalldoc.errors import InputError
 from stalldoc.facts import ArrayFacts
+from stalldoc.npz import StreamedArray, iter_blocks, open_npy, open_npz, sniff
 
 X_KEYS = ("x", "X", "inputs", "features", "x_train")
 Y_KEYS = ("y", "Y", "labels", "targets", "y_train")
-CHUNK_BYTES = 64 * 2**20  # statistics read at most this much of an array at a time
+CHUNK_BYTES = 16 * 2**20  # statistics read at most this much of an array at a time
 
 
 @dataclass
 class Dataset:
     path: str
-    inputs: dict[str, np.ndarray]  # model input name -> array (samples first)
+    inputs: dict[str, np.ndarray]  # model input name -> array (samples first); may be a StreamedArray
     targets: np.ndarray
     x_keys: list[str]
     y_key: str
@@ -32,26 +31,13 @@ class Dataset:
         return int(self.targets.shape[0])
 
 
-def _open(path: str) -> dict[str, np.ndarray]:
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, expected a .npz file")
-    try:
-        if path.endswith(".npy"):
-            return {"x": np.load(path, allow_pickle=False, mmap_mode="r")}
-        if not zipfile.is_zipfile(path):
-            raise InputError(f"{path}: not a .npz archive (expected NumPy's np.savez format)")
-        archive = np.load(path, allow_pickle=False)
-        return {key: archive[key] for key in archive.files}
-    except InputError:
-        raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise InputError(f"{path}: holds pickled object arrays, which stalldoc refuses to load") from exc
-        raise InputError(f"{path}: cannot read as NumPy data ({exc})") from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path}: cannot read as NumPy data ({exc})") from exc
+def _open(path: str) -> dict[str, np.ndarray | StreamedArray]:
+    """The archive's arrays, opened lazily: mapped when stored, streamed when compressed."""
+    if sniff(path) == "npy":
+        open_npy(path)  # a corrupt .npy says so before anything else
+        raise InputError(f"{path}: a .npy file holds one array; save inputs and targets together "
+                         "with np.savez('data.npz', x=x, y=y)")
+    return open_npz(path)
 
 
 def _pick(path: str, keys: list[str], candidates: tuple[str, ...], what: str, flag: str) -> str:
@@ -70,14 +56,11 @@ def load_dataset(path: str, input_names: list[str], *, x_key: str | None = None,
     arrays = _open(path)
     keys = list(arrays)
     if not keys:
-        raise InputError(f"{path}: the archive holds no arrays")
+        raise InputError(f"{path}: the archive holds no arrays (no .npy members)")
     if y_key is not None and y_key not in arrays:
         raise InputError(f"{path}: no array named {y_key!r} (--y-key); file has {', '.join(keys)}")
     if x_key is not None and x_key not in arrays:
         raise InputError(f"{path}: no array named {x_key!r} (--x-key); file has {', '.join(keys)}")
-    if path.endswith(".npy"):
-        raise InputError(f"{path}: a .npy file holds one array; save inputs and targets together "
-                         "with np.savez('data.npz', x=x, y=y)")
     y_name = y_key or _pick(path, keys, Y_KEYS, "target", "--y-key")
     if len(input_names) > 1 and x_key is None:
         missing = [n for n in input_names if n not in arrays]
@@ -108,6 +91,8 @@ def _validate_array(path: str, key: str, arr: np.ndarray) -> None:
         raise InputError(f"{path}: array {key!r} is a scalar (0-d), expected samples along axis 0")
     if arr.shape[0] == 0:
         raise InputError(f"{path}: array {key!r} has zero samples")
+    if arr.size == 0:
+        raise InputError(f"{path}: array {key!r} has shape {tuple(arr.shape)}: each sample is empty")
 
 
 def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
@@ -125,8 +110,8 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
     zero_norm = 0
     norm_sum = 0.0
     vectors = 0
-    for start in range(0, n, chunk):
-        block = np.asarray(arr[start:start + chunk], dtype=np.float64).reshape(-1, flat_features)
+    for raw in iter_blocks(arr, chunk):
+        block = np.asarray(raw, dtype=np.float64).reshape(-1, flat_features)
         finite = np.isfinite(block)
         non_finite += int(block.size - finite.sum())
         values = np.where(finite, block, 0.0)
@@ -158,6 +143,20 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
         feature_min=np.where(np.isfinite(lo), lo, np.nan), feature_max=np.where(np.isfinite(hi), hi, np.nan),
         zero_norm_fraction=zero_norm / max(1, vectors), norm_mean=norm_sum / max(1, vectors),
     )
+
+
+def prepare_probe_sample(dataset: Dataset, *, steps: int, batch_size: int, seed: int) -> None:
+    """Tell compressed arrays which rows the probe will read, before the statistics pass.
+
+    The statistics stream each compressed array once; with this, that same pass keeps the
+    probe's rows, so the probe never decompresses again. Mirrors the probe's sampling.
+    """
+    streamed = [a for a in [*dataset.inputs.values(), dataset.targets] if isinstance(a, StreamedArray)]
+    if streamed:
+        batch = max(1, min(batch_size, dataset.samples))
+        indices = sample_indices(dataset.samples, batch * (steps + 1), seed)
+        for arr in streamed:
+            arr.want(indices)
 
 
 def sample_indices(samples: int, count: int, seed: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -69,33 +70,51 @@ def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any
     notes: list[str] = []
     safe_mode = not unsafe
     try:
-        with warnings.catch_warnings():
-            # e.g. "Skipping variable loading for optimizer": the probe uses a fresh optimizer.
-            warnings.simplefilter("ignore")
-            model = keras.saving.load_model(path, compile=True, safe_mode=safe_mode,
-                                            custom_objects=custom_objects)
+        model = _load(keras, path, compile=True, safe_mode=safe_mode, custom_objects=custom_objects)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
-        message = _one_line(exc)
-        if _is_safe_mode_refusal(message):
-            raise InputError(
-                f"{path}: the model contains serialized Python code (e.g. a Lambda layer), which "
-                "safe mode refuses to run; pass --unsafe only if you trust this file") from exc
+        _refuse_if_code(path, exc)
         try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=safe_mode,
-                                            custom_objects=custom_objects)
+            model = _load(keras, path, compile=False, safe_mode=safe_mode, custom_objects=custom_objects)
         except Exception as exc2:  # noqa: BLE001
-            message2 = _one_line(exc2)
-            if _is_safe_mode_refusal(message2):
-                raise InputError(
-                    f"{path}: the model contains serialized Python code (e.g. a Lambda layer), which "
-                    "safe mode refuses to run; pass --unsafe only if you trust this file") from exc2
-            raise InputError(f"{path}: cannot load the Keras model ({message2})") from exc2
-        notes.append(f"the compiled loss/optimizer could not be rebuilt ({message}); "
+            _refuse_if_code(path, exc2)
+            raise InputError(f"{path}: cannot load the Keras model ({_one_line(exc2)})") from exc2
+        notes.append(f"the compiled loss/optimizer could not be rebuilt ({_one_line(exc)}); "
                      "loaded without compile information")
-    if not getattr(model, "inputs", None):
+    try:
+        inputs = model.inputs
+    except Exception:  # noqa: BLE001 - e.g. an unbuilt Sequential or a subclassed model
+        inputs = None
+    if not inputs:
         raise InputError(f"{path}: the model has no defined inputs (build or call it once before saving)")
     return model, notes
 
 
-def _is_safe_mode_refusal(message: str) -> bool:
-    return "safe_mode" in message or "unsafe deserialization" in message.lower()
+def _load(keras, path: str, **kwargs):
+    """keras.saving.load_model, quietly: its warnings and absl log lines are not for the user."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # e.g. "Skipping variable loading for optimizer": the probe uses a fresh optimizer.
+            warnings.simplefilter("ignore")
+            return keras.saving.load_model(path, **kwargs)
+    finally:
+        absl.setLevel(level)
+
+
+# Keras' safe-mode refusals ("... potential risk of arbitrary code execution ... safe_mode=False").
+_SAFE_MODE_MARKERS = ("safe_mode", "arbitrary code execution", "unsafe deserialization",
+                      "enable_unsafe_deserialization")
+
+
+def _refuse_if_code(path: str, exc: BaseException) -> None:
+    """Safe mode refused serialized code: say so, and name --unsafe."""
+    chain, seen = exc, 0
+    while chain is not None and seen < 5:
+        text = " ".join(str(chain).split()).lower()
+        if any(marker in text for marker in _SAFE_MODE_MARKERS):
+            raise InputError(
+                f"{path}: the model contains serialized Python code (e.g. a Lambda layer), which "
+                "stalldoc refuses to run; pass --unsafe only if you trust this file") from exc
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stalldoc.dataset import Dataset, array_facts, load_dataset
+from stalldoc.dataset import Dataset, array_facts, load_dataset, prepare_probe_sample
 from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError
 from stalldoc.facts import Facts
@@ -65,6 +65,8 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     options.validate()
     _check_shapes(model, dataset)
     _stage(on_stage, "measuring data")
+    # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.
+    prepare_probe_sample(dataset, steps=options.steps, batch_size=options.batch_size, seed=options.seed)
     input_facts = [array_facts(key, arr) for key, arr in zip(dataset.x_keys, dataset.inputs.values())]
     for af, tensor in zip(input_facts, model.inputs):
         af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
