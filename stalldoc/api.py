@@ -1,0 +1,185 @@
+"""The Python API: diagnose an in-memory Keras model on in-memory arrays.
+
+    import stalldoc
+
+    report = stalldoc.diagnose(model, x_train[:2048], y_train[:2048], steps=20)
+    print(report.verdict, [f.id for f in report.findings])
+    assert not report.blocking("warning"), report.to_json()
+
+The user's model is left as it was: every variable (weights, BatchNormalization statistics,
+seed states) is snapshotted before the probe's training steps and restored afterwards, even
+when the diagnosis fails; its compiled optimizer is never touched (the probe steps with a
+fresh copy of it). Python's and NumPy's global random states are restored too.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from stalldoc.errors import InputError
+from stalldoc.findings import Report
+
+IN_MEMORY = "<arrays>"
+
+
+def diagnose(model, x, y, *, loss: str = "auto", steps: int | None = None, batch_size: int | None = None,
+             seed: int | None = None, select: Sequence[str] | None = None, ignore: Sequence[str] | None = None,
+             thresholds: Mapping[str, Mapping[str, float]] | None = None) -> Report:
+    """Run a few instrumented training steps of ``model`` on ``(x, y)`` and return the ranked diagnosis.
+
+    ``x`` is an array, or a list (in ``model.inputs`` order) or dict (by input name) of arrays
+    for a multi-input model; ``y`` the targets. ``loss`` takes the same specs as
+    ``stalldoc check --loss`` (``auto`` = the model's compiled loss, else cosine distance).
+    ``select``/``ignore`` are finding ids; ``thresholds`` maps a finding id to threshold
+    overrides, as ``[tool.stalldoc.detectors.<id>]`` does. Defaults as the CLI's
+    (20 steps, batch 64, seed 0). Raises ``stalldoc.errors.StalldocError`` on bad input.
+    """
+    import keras
+
+    from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, Options, diagnose_dataset
+
+    if not isinstance(model, keras.Model):
+        raise InputError(f"model: expected a keras.Model, got {type(model).__name__}")
+    options = Options(loss=loss, steps=DEFAULT_STEPS if steps is None else steps,
+                      batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
+                      seed=DEFAULT_SEED if seed is None else seed,
+                      select=_ids(select, "select"), ignore=_ids(ignore, "ignore"),
+                      thresholds=_thresholds(thresholds))
+    options.validate()
+    dataset = to_dataset(model, x, y)
+    with preserved(model):
+        return diagnose_dataset(model, dataset, options)
+
+
+def model_inputs(model) -> list:
+    """The model's symbolic inputs; an unbuilt Sequential model is an error that says what to do."""
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError):
+        inputs = []
+    if not inputs:
+        raise InputError(f"model {model.name!r}: has no defined inputs; stalldoc needs a functional or "
+                         "Sequential model with an Input (or call model.build(input_shape) first)")
+    return inputs
+
+
+def to_dataset(model, x, y):
+    """Match ``x`` to the model's inputs and check every array, as the .npz loader does."""
+    from stalldoc.dataset import Dataset
+
+    inputs = model_inputs(model)
+    names = [t.name for t in inputs]
+    if isinstance(x, Mapping):
+        missing = [n for n in names if n not in x]
+        extra = [k for k in x if k not in names]
+        if missing or extra:
+            raise InputError(f"x: the model has inputs {names}; got arrays named {list(x)}")
+        arrays = [x[n] for n in names]
+    elif isinstance(x, (list, tuple)):
+        if len(x) != len(names):
+            raise InputError(f"x: the model has {len(names)} inputs {names}; got a list of {len(x)} arrays")
+        arrays = list(x)
+    else:
+        if len(names) != 1:
+            raise InputError(f"x: the model has {len(names)} inputs {names}; pass a list or dict of arrays")
+        arrays = [x]
+    arrays = [_array(a, f"x[{n!r}]" if len(names) > 1 else "x") for a, n in zip(arrays, names)]
+    targets = _array(y, "y")
+    for name, arr in zip(names, arrays):
+        if arr.shape[0] != targets.shape[0]:
+            shown = f"x[{name!r}]" if len(names) > 1 else "x"
+            raise InputError(f"{shown} has {arr.shape[0]} samples but y has {targets.shape[0]}")
+    keys = names if len(names) > 1 else ["x"]
+    single = ["input"] if len(names) == 1 else names  # the pipeline's key for a single input
+    return Dataset(path=IN_MEMORY, inputs=dict(zip(single, arrays)), targets=targets, x_keys=keys, y_key="y")
+
+
+@contextmanager
+def preserved(model):
+    """Restore every variable of ``model`` and the global random states on the way out."""
+    variables = list(model.variables)
+    saved = [np.array(v.numpy(), copy=True) for v in variables]
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    keras_state = _keras_seed_state()
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        _restore_keras_seed_state(keras_state)
+
+
+def _array(value: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - e.g. ragged nested lists
+        raise InputError(f"{name}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name}: has dtype {arr.dtype}, expected numbers")
+    if arr.ndim == 0:
+        raise InputError(f"{name}: is a scalar, expected samples along axis 0")
+    if arr.shape[0] == 0:
+        raise InputError(f"{name}: has zero samples")
+    if arr.size == 0:
+        raise InputError(f"{name}: has shape {arr.shape}: each sample is empty")
+    return arr
+
+
+def _ids(values: Sequence[str] | None, name: str) -> list[str] | None:
+    from stalldoc.config import validate_ids
+
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    values = list(values)
+    unknown = validate_ids(values)
+    if unknown:
+        raise InputError(f"{name}: unknown finding id {unknown[0]!r} (see `stalldoc detectors`)")
+    return values
+
+
+def _thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> dict[str, dict[str, float]]:
+    from stalldoc.detectors import by_id
+
+    result: dict[str, dict[str, float]] = {}
+    for detector_id, overrides in (thresholds or {}).items():
+        try:
+            cls = by_id(detector_id)
+        except KeyError:
+            raise InputError(f"thresholds: unknown finding id {detector_id!r} (see `stalldoc detectors`)") from None
+        try:
+            cls(**dict(overrides))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"thresholds: {exc}") from None
+        result[detector_id] = dict(overrides)
+    return result
+
+
+def _keras_seed_state():
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+
+        keys = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
+        return {key: global_state.get_global_attribute(key) for key in keys}
+    except Exception:  # noqa: BLE001 - Keras internals moved: nothing to restore
+        return None
+
+
+def _restore_keras_seed_state(state) -> None:
+    if not state:
+        return
+    from keras.src.backend.common import global_state
+
+    for key, value in state.items():
+        global_state.set_global_attribute(key, value)
