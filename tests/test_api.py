@@ -67,13 +67,13 @@ def test_diagnose_finds_dead_relu_and_leaves_the_model_untouched():
     before = snapshot(model)
     np_state, py_state = np.random.get_state(), random.getstate()
     report = stalldoc.diagnose(model, x, y, **FAST)
-    assert report.verdict == "stalled"
-    assert report.findings[0].id == "dead-relu" and report.findings[0].layer == "dense"
-    assert report.blocking("warning") and not report.blocking("error")
+    dead = [f for f in report.findings if f.id == "dead-relu"]
+    assert dead and dead[0].layer == "dense"
+    assert dead[0] in report.blocking("warning") and dead[0] not in report.blocking("error")
     assert report.loss["name"] == "cosine_similarity"  # the compiled loss
     assert report.loss["steps"] == 3 and report.loss["batch_size"] == 32
     doc = json.loads(report.to_json())
-    assert doc["findings"][0]["id"] == "dead-relu" and doc["data"]["samples"] == 128
+    assert "dead-relu" in [f["id"] for f in doc["findings"]] and doc["data"]["samples"] == 128
     # Weights, BatchNormalization statistics and the compiled optimizer are as they were.
     assert_unchanged(model, before)
     assert int(model.optimizer.iterations.numpy()) == 0
