@@ -102,18 +102,49 @@ class VariableFacts:
 
 @dataclass
 class LossProbeFacts:
-    """How the loss function behaves on synthetic and real vectors (measured, not named)."""
+    """How the loss function behaves on synthetic and real vectors (measured, never named).
+
+    Every value is the loss (reduced to a scalar) on one batch of real targets ``y`` and a
+    constructed prediction ``p``; "range" is the spread of the loss over prediction
+    directions at fixed norm, so figures are comparable across losses.
+    """
 
     aligned: float  # loss(y, y): predictions pointing exactly at the targets
     anti_aligned: float  # loss(y, -y)
-    orthogonal: float | None  # loss(y, p) with p orthogonal to y (None when dim < 2)
-    scale_spread: float  # max relative change of loss(y, a*p) over scales a in 1e-3..1e3
-    target_scale_spread: float  # the same for scaling the targets
+    orthogonal: float | None  # loss(y, p) with p orthogonal to y, |p| = |y| (None when dim < 2)
+    alignment_cosines: np.ndarray  # the cosines cos(y, p) probed, 1 .. -1
+    alignment_curve: np.ndarray  # loss at each of them, with |p| = |y|
+    scale_factors: np.ndarray  # factors a applied to predictions or targets
+    prediction_scale_curve: np.ndarray  # loss(y, a * p), p at cosine 0.5 to y
+    aligned_scale_curve: np.ndarray  # loss(y, a * y)
+    target_scale_curve: np.ndarray  # loss(a * y, p)
+    scale_spread: float  # (max - min) of prediction_scale_curve / range
+    target_scale_spread: float  # the same for target_scale_curve
+    norm_reward: float  # (loss(y, y) - min_a loss(y, a * y)) / range: gain from growing an aligned prediction
+    affine_residual: float  # largest distance of alignment_curve from a line in cos, / range
     reduced_axis_length: int  # length of the last axis of the targets
+    sensitivity: float  # |dL/dp| * |p| / range at p (cosine 0.5): 0 = the loss ignores the predictions
     shuffled: float  # loss(y, y shuffled across the batch): a prediction that ignores x
-    batch_axis_coupled: bool  # per-sample losses change when other samples change
+    batch_axis_coupling: float  # mixed difference between the batch's halves / range: 0 = per-sample
+    batch_axis_coupled: bool
+    zero_target_finite: bool  # loss and its gradient stay finite when a target vector is all zeros
+    zero_prediction_finite: bool  # ... when a prediction vector is all zeros
     finite: bool  # all probe values were finite
     is_cosine_like: bool  # scale-invariant in the predictions, falls as they align
+    samples: int = 0  # target vectors in the probe batch
+    negative_target_fraction: float = 0.0  # share of target components < 0
+    positive_part_cosine: float | None = None  # mean |y+| / |y|: the best cosine a non-negative output reaches
+    reachable_loss: float | None = None  # loss at the best prediction the measured output range allows
+    output_range: tuple[float, float] | None = None  # (low, high) bounds assumed for reachable_loss
+    direction_concentration: float = 0.0  # |mean of unit target vectors|: 1 = all point the same way
+    broadcast_shape: tuple[int, ...] | None = None  # per-sample shape targets and predictions broadcast to
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def range(self) -> float:
+        """Spread of the loss over prediction directions at fixed norm (2 for 1 - cos)."""
+        curve = self.alignment_curve[np.isfinite(self.alignment_curve)]
+        return float(curve.max() - curve.min()) if curve.size else 0.0
 
 
 @dataclass
@@ -141,6 +172,7 @@ class LossFacts:
     initial: float  # on a fixed evaluation batch, before any step
     final: float  # on the same batch, after the last step
     floor: float | None = None  # loss at a perfect prediction, loss(y, y), when measurable
+    reason: str = ""  # one line: why this loss was used
 
     @property
     def relative_change(self) -> float:

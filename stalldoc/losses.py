@@ -33,6 +33,44 @@ def cosine_distance(y_true, y_pred):
     return 1.0 - tf.reduce_sum(y_true * y_pred, axis=-1)
 
 
+def align_ranks(y_true, y_pred):
+    """What Keras' compile does before calling a loss function (LossFunctionWrapper).
+
+    When the ranks differ by one and the larger tensor's last axis has length 1, that axis
+    is squeezed: (N,) targets against (N, 1) predictions become (N,) and (N,). Anything else
+    is passed on unchanged (and broadcasts, as the function's own ops decide).
+    """
+    import tensorflow as tf
+
+    rt, rp = len(y_true.shape), len(y_pred.shape)
+    if rp == rt + 1 and y_pred.shape[-1] == 1:
+        y_pred = tf.squeeze(y_pred, axis=-1)
+    elif rt == rp + 1 and y_true.shape[-1] == 1:
+        y_true = tf.squeeze(y_true, axis=-1)
+    return y_true, y_pred
+
+
+def as_compiled(fn: Callable) -> Callable:
+    """Call a plain loss function as ``model.compile(loss=fn)`` would: ranks aligned first.
+
+    keras.losses.Loss objects align ranks themselves and are returned unchanged.
+    """
+    import keras
+
+    if isinstance(fn, keras.losses.Loss):
+        return fn
+
+    def call(y_true, y_pred):
+        import tensorflow as tf
+
+        y_true = tf.cast(y_true, y_pred.dtype)
+        return fn(*align_ranks(y_true, y_pred))
+
+    call.__name__ = getattr(fn, "__name__", "loss")
+    call.__wrapped__ = fn
+    return call
+
+
 def load_user_function(spec: str) -> tuple[Callable, str]:
     """``path/to/file.py:function`` or ``package.module:function``."""
     target, _, attr = spec.rpartition(":")
@@ -79,7 +117,11 @@ def describe_compiled(model) -> str | None:
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
-def resolve_loss(spec: str, model) -> ResolvedLoss:
+def resolve_loss(spec: str, model, notes: list[str] | None = None) -> ResolvedLoss:
+    """The loss the probe trains with, and one line saying why it was chosen.
+
+    Every function is called as Keras' compile would call it (see ``as_compiled``).
+    """
     import keras
 
     compiled = getattr(model, "loss", None)
@@ -87,29 +129,35 @@ def resolve_loss(spec: str, model) -> ResolvedLoss:
         if compiled is not None:
             try:
                 fn = keras.losses.get(compiled) if isinstance(compiled, str) else compiled
-                return ResolvedLoss(fn, describe_compiled(model), "compiled",
-                                    "the model's compiled loss")
+                if fn is not None:
+                    return ResolvedLoss(as_compiled(fn), describe_compiled(model), "compiled",
+                                        f"--loss auto: the model's compiled loss {describe_compiled(model)!r}")
             except Exception:  # noqa: BLE001 - fall through to the default below
                 pass
-        return ResolvedLoss(cosine_distance, "cosine", "default",
-                            "the model has no usable compiled loss; using cosine distance 1 - cos")
+        unbuilt = any("could not be rebuilt" in n for n in notes or [])
+        why = ("the model's compiled loss could not be rebuilt (a custom function? pass it with "
+               "--loss FILE.py:FUNCTION)" if unbuilt else "the model is not compiled with a loss")
+        return ResolvedLoss(as_compiled(cosine_distance), "cosine", "default",
+                            f"--loss auto: {why}; using cosine distance 1 - cos over the last axis")
     if spec == "compiled":
         if compiled is None:
             raise InputError("--loss compiled: the model file holds no compiled loss that could be rebuilt")
         fn = keras.losses.get(compiled) if isinstance(compiled, str) else compiled
-        return ResolvedLoss(fn, describe_compiled(model), "compiled", "--loss compiled")
+        return ResolvedLoss(as_compiled(fn), describe_compiled(model), "compiled",
+                            f"--loss compiled: the model's compiled loss {describe_compiled(model)!r}")
     if spec == "cosine":
-        return ResolvedLoss(cosine_distance, "cosine", "flag", "--loss cosine: 1 - cos over the last axis")
+        return ResolvedLoss(as_compiled(cosine_distance), "cosine", "flag",
+                            "--loss cosine: 1 - cos over the last axis")
     if spec == "keras-cosine":
-        return ResolvedLoss(keras.losses.cosine_similarity, "keras-cosine", "flag",
-                            "--loss keras-cosine: Keras' negative cosine similarity")
+        return ResolvedLoss(as_compiled(keras.losses.cosine_similarity), "keras-cosine", "flag",
+                            "--loss keras-cosine: Keras' cosine_similarity, the negative cosine -cos")
     if ":" in spec:
         fn, name = load_user_function(spec)
-        return ResolvedLoss(fn, name, "user", f"--loss {spec}")
+        return ResolvedLoss(as_compiled(fn), name, "user", f"--loss {spec}: the user's function {name!r}")
     try:
         fn = keras.losses.get(spec)
     except Exception:  # noqa: BLE001
         fn = None
     if fn is None:
         raise InputError(f"--loss {spec}: not a known loss (use {LOSS_HELP})")
-    return ResolvedLoss(fn, spec, "flag", f"--loss {spec}")
+    return ResolvedLoss(as_compiled(fn), spec, "flag", f"--loss {spec}: the Keras loss {spec!r}")

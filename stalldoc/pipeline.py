@@ -71,7 +71,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     for af, tensor in zip(input_facts, model.inputs):
         af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
     target_facts = array_facts(dataset.y_key, dataset.targets)
-    loss = resolve_loss(options.loss, model)
+    loss = resolve_loss(options.loss, model, notes)
     _stage(on_stage, "probing")
     try:
         facts = run_probe(model, dataset, loss, steps=options.steps, batch_size=options.batch_size,
@@ -83,7 +83,38 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
         text = " ".join(str(exc).split())[:300]
         raise InputError(f"{model_path or 'model'}: a training step failed on "
                          f"{dataset.path} ({type(exc).__name__}: {text})") from exc
+    facts.loss.reason = loss.reason
+    _stage(on_stage, "probing the loss")
+    facts.loss_probe = _probe_loss(loss, dataset, facts, options)
     return build_report(facts, options)
+
+
+def _probe_loss(loss, dataset: Dataset, facts: Facts, options: Options):
+    """The loss function's own behaviour on the probe's first target rows (None, with a note,
+    when it cannot be evaluated on predictions shaped like the targets)."""
+    import numpy as np
+
+    from stalldoc.dataset import sample_indices
+    from stalldoc.lossprobe import PROBE_SAMPLES, probe_loss
+
+    batch = max(1, min(options.batch_size, dataset.samples))
+    rows = sample_indices(dataset.samples, batch * (options.steps + 1), options.seed)
+    rows = np.sort(rows[:max(2, min(PROBE_SAMPLES, batch))])
+    pred = facts.predictions
+    try:
+        targets = np.asarray(dataset.targets[rows], dtype=np.float32)
+        result = probe_loss(loss.fn, targets, output_shape=pred.output_shape if pred else None,
+                            output_min=pred.output_min if pred else None,
+                            output_max=pred.output_max if pred else None, seed=options.seed)
+    except Exception as exc:  # noqa: BLE001 - e.g. sparse labels: no prediction shaped like the targets
+        text = " ".join(str(exc).split())[:160]
+        facts.notes.append(f"loss probe skipped: the loss cannot be evaluated on predictions shaped like "
+                           f"the targets ({type(exc).__name__}: {text})")
+        return None
+    if pred is not None and result.positive_part_cosine is not None and result.output_range is not None:
+        pred.best_reachable_cosine = result.positive_part_cosine
+    facts.notes.extend(result.notes)
+    return result
 
 
 def build_report(facts: Facts, options: Options | None = None) -> Report:
@@ -98,7 +129,8 @@ def build_report(facts: Facts, options: Options | None = None) -> Report:
                "trainable_params": facts.model.trainable_params,
                "optimizer": facts.model.optimizer, "learning_rate": facts.model.learning_rate},
         data={"path": facts.data_path, "samples": facts.samples},
-        loss={"name": loss.name, "source": loss.source, "initial": loss.initial, "final": loss.final,
+        loss={"name": loss.name, "source": loss.source, "reason": loss.reason,
+              "initial": loss.initial, "final": loss.final,
               "relative_change": loss.relative_change, "floor": loss.floor,
               "progress": loss_progress(facts), "steps": facts.steps,
               "batch_size": facts.batch_size},
