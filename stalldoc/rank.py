@@ -63,6 +63,10 @@ def rank(findings: list[Finding]) -> list[Finding]:
 def verdict(facts: Facts, findings: list[Finding]) -> str:
     if any(f.id == "converged" for f in findings):
         return "converged"
+    # An objective fault (an inverted sign, a degenerate axis) makes the loss's own progress
+    # meaningless: it may fall while the predictions move away from the targets.
+    if any(f.severity >= Severity.ERROR and getattr(by_id(f.id), "invalidates_loss", False) for f in findings):
+        return "stalled"
     progress = loss_progress(facts)
     if not math.isfinite(progress) or progress < FLAT_PROGRESS:
         return "stalled"

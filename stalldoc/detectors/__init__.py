@@ -5,13 +5,15 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from stalldoc.detectors import activations, data, gradients
+from stalldoc.detectors import activations, data, gradients, objective, optimization
 from stalldoc.detectors.base import Detector, Skip, Threshold
 from stalldoc.facts import Facts
 from stalldoc.findings import DetectorError, Finding, Skipped
 
 REGISTRY: tuple[type[Detector], ...] = (
     *data.DETECTORS,
+    *objective.DETECTORS,
+    *optimization.DETECTORS,
     *activations.DETECTORS,
     *gradients.DETECTORS,
 )
