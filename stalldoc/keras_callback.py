@@ -123,8 +123,9 @@ class StallWatch(keras.callbacks.Callback):
             return
         self.wait += 1
         if self.wait >= self.patience:
+            unit = "batches" if self.per == "batch" else "epochs"
             self._trigger(where, f"{self.monitor} {value:.4g} has not improved on {self.best:.4g} by "
-                                 f"{self.min_delta:g} (relative) for {self.wait} {self.per}s")
+                                 f"{self.min_delta:g} (relative) for {self.wait} {unit}")
 
     def _trigger(self, where: str, why: str) -> None:
         self.done = self.once
