@@ -118,8 +118,15 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
     sys.exit(EXIT_FINDINGS if report.blocking(Severity.parse(fail_on)) else EXIT_OK)
 
 
+def _complete_ids(ctx, param, incomplete: str) -> list[str]:
+    """Shell completion of finding ids (see README, "Shell completion")."""
+    from stalldoc.detectors import REGISTRY
+
+    return [cls.id for cls in REGISTRY if cls.id.startswith(incomplete)]
+
+
 @main.command()
-@click.argument("finding_id")
+@click.argument("finding_id", shell_complete=_complete_ids)
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="show threshold values from FILE instead of the nearest pyproject.toml")
 @click.option("--isolated", is_flag=True, help="ignore configuration files: show the defaults")

@@ -437,3 +437,9 @@ def test_shell_completion_script():
     result = CliRunner().invoke(cli.main, [], prog_name="stalldoc", env={"_STALLDOC_COMPLETE": "bash_source"})
     assert result.exit_code == 0
     assert "_stalldoc_completion" in result.stdout and "complete " in result.stdout
+
+
+def test_shell_completion_of_finding_ids():
+    env = {"_STALLDOC_COMPLETE": "bash_complete", "COMP_WORDS": "stalldoc explain vanish", "COMP_CWORD": "2"}
+    result = CliRunner().invoke(cli.main, [], prog_name="stalldoc", env=env)
+    assert result.stdout.split() == ["plain,vanishing-gradient"]
