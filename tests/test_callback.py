@@ -174,7 +174,7 @@ def test_held_batch_from_a_tf_data_pipeline_and_per_batch():
     m = model(dead=True)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
     cb = StallWatch(per="batch", patience=3, steps=3, stop_training=True, verbose=0)
-    m.fit(ds, epochs=3, verbose=0, callbacks=[cb])
+    m.fit(ds, epochs=3, verbose=0, shuffle=False, callbacks=[cb])
     assert cb.report is not None and "dead-relu" in [f.id for f in cb.report.findings]
     assert cb.report.data["samples"] == 32  # the first batch of the pipeline
     assert cb.report.loss["trigger"].startswith("batch ")
@@ -191,7 +191,7 @@ def test_python_generator_without_held_batch_says_so():
             yield x[:32], y[:32]
     lines = []
     cb = StallWatch(patience=1, stop_training=True, print_fn=lines.append)
-    history = m.fit(batches(), steps_per_epoch=2, epochs=4, verbose=0, callbacks=[cb])
+    history = m.fit(batches(), steps_per_epoch=2, epochs=4, verbose=0, shuffle=False, callbacks=[cb])
     assert len(history.history["loss"]) < 4  # the plateau still stops it
     assert cb.reports == []
     assert any("cannot diagnose" in line and "pass StallWatch(x, y)" in line for line in lines)

@@ -443,3 +443,14 @@ def test_shell_completion_of_finding_ids():
     env = {"_STALLDOC_COMPLETE": "bash_complete", "COMP_WORDS": "stalldoc explain vanish", "COMP_CWORD": "2"}
     result = CliRunner().invoke(cli.main, [], prog_name="stalldoc", env=env)
     assert result.stdout.split() == ["plain,vanishing-gradient"]
+
+
+def test_a_renderer_crash_exits_two(fake_check, monkeypatch):
+    fake_check(healthy_report())
+
+    def broken(report, **_):
+        raise KeyError("verdict")
+    monkeypatch.setattr("stalldoc.report.json_report.render", broken)
+    result = run("--format", "json", "--exit-zero")
+    assert result.exit_code == 2
+    assert result.stderr == "stalldoc: error: internal error while rendering: KeyError: 'verdict'\n"
