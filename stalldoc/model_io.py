@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 import zipfile
+import zlib
 from typing import Any
 
 from stalldoc.errors import InputError
@@ -53,8 +54,22 @@ def check_model_path(path: str) -> None:
                          "(a SavedModel directory is not supported by Keras 3)")
     if not path.lower().endswith(MODEL_SUFFIXES):
         raise InputError(f"{path}: unsupported model format (expected .keras, .h5 or .hdf5)")
-    if path.lower().endswith(".keras") and not zipfile.is_zipfile(path):
+    if path.lower().endswith(".keras"):
+        _check_archive(path)
+
+
+def _check_archive(path: str) -> None:
+    """A .keras file is a zip: verify every member's CRC before Keras (and HDF5) parse it."""
+    if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: not a valid .keras file (it is not a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, zlib.error) as exc:
+        raise InputError(f"{path}: corrupt .keras file ({_one_line(exc)})") from exc
+    if bad is not None:
+        raise InputError(f"{path}: corrupt .keras file (member {bad} fails its checksum)")
 
 
 def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any] | None = None):

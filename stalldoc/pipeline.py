@@ -80,7 +80,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
-        text = " ".join(str(exc).split())[:300]
+        text = _error_text(exc)
         raise InputError(f"{model_path or 'model'}: a training step failed on "
                          f"{dataset.path} ({type(exc).__name__}: {text})") from exc
     facts.loss.reason = loss.reason
@@ -148,6 +148,17 @@ def _check_shapes(model, dataset: Dataset) -> None:
             shown = "(N, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
             raise InputError(f"{dataset.path}: input {dataset.x_keys[list(dataset.inputs).index(name)]!r} "
                              f"has shape {tuple(arr.shape)}, but the model expects {shown}")
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line of an exception's text. tf.function errors start with a traceback ("in user
+    code: File ...") and end with the actual message: keep that last line."""
+    text = str(exc)
+    if "in user code:" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        text = lines[-1] if lines else text
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _stage(callback: Callable[[str], None] | None, text: str) -> None:

@@ -46,6 +46,7 @@ def assert_clean_error(result, *needles: str) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("stalldoc: error: "), lines[0]
     assert "Traceback" not in result.stderr
+    assert 'File "' not in result.stderr, "traceback fragments in the error line"
     assert result.stdout == ""
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
