@@ -337,11 +337,20 @@ class LargeOutputNorm(Detector):
         if norm <= self.t["max_output_norm"]:
             return []
         target = float(np.nanmedian(pred.target_norm_mean))
+        from stalldoc.rank import MOVING_PROGRESS, loss_progress  # rank imports the registry
+
+        progress = loss_progress(facts)
+        moving = math.isfinite(progress) and progress >= MOVING_PROGRESS
+        # A cosine's gradient is perpendicular to p, so |p| grows as a model trains: with a
+        # loss that still moves (measured on models at Adam lr 1 and SGD lr 1e3) it is a note.
+        note = f"; the loss still moves ({fmt(progress * 100)}% of the way to its floor)" if moving else ""
         return [self.finding(
             f"predictions have mean L2 norm {fmt(norm)} > {fmt(self.t['max_output_norm'])} (targets {fmt(target)}): "
-            f"a cosine's gradient shrinks as 1/|p|",
-            confidence=0.6 + 0.35 * ramp(math.log10(norm / self.t["max_output_norm"]), 0, 2),
-            evidence={"output_norm": norm, "target_norm": target, "threshold": self.t["max_output_norm"]},
+            f"a cosine's gradient shrinks as 1/|p|{note}",
+            confidence=(0.6 + 0.35 * ramp(math.log10(norm / self.t["max_output_norm"]), 0, 2)) * (0.5 if moving else 1),
+            severity=Severity.INFO if moving else None,
+            evidence={"output_norm": norm, "target_norm": target, "progress": progress,
+                      "threshold": self.t["max_output_norm"]},
         )]
 
 

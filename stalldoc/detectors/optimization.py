@@ -66,7 +66,7 @@ class LearningRateTooLow(Detector):
     area = "optimization"
     summary = "updates far too small relative to the weights, while the gradient is there"
     thresholds = (
-        Threshold("min_update_ratio", 1e-5, "largest per-kernel update/weight ratio per step"),
+        Threshold("min_update_ratio", 1e-4, "largest per-kernel update/weight ratio per step"),
         Threshold("min_grad_rms", 1e-7, "gradient RMS of that kernel (below: vanishing, not LR)"),
     )
     causal_rank = 21

@@ -126,6 +126,27 @@ def _loss_line(report: Report) -> Text | None:
                          (f"  {fmt(per_step[0])} → {fmt(per_step[-1])}", "dim"))
 
 
+def _cosine(report: Report) -> Text | None:
+    """For a scale-invariant (cosine) loss: cos(y, prediction) over the probe's batches, the
+    norms on both sides, and the best cosine the output can reach where its range limits it."""
+    facts = report.facts
+    pred = getattr(facts, "predictions", None)
+    lp = getattr(facts, "loss_probe", None)
+    if pred is None or pred.cosine_mean.size == 0 or not np.isfinite(pred.cosine_mean).all():
+        return None
+    if (lp is None or lp.scale_spread >= 1e-3) and pred.best_reachable_cosine is None:
+        return None
+    text = Text.assemble(("cosine(y, ŷ) per step  ", "bold"), (sparkline(pred.cosine_mean), "cyan"),
+                         (f"  mean {fmt(pred.cosine_mean[0])} → {fmt(pred.cosine_mean[-1])}, "
+                          f"min {fmt(np.min(pred.cosine_min))}, max {fmt(np.max(pred.cosine_max))}", "dim"),
+                         (f"   |ŷ| {fmt(np.median(pred.output_norm_mean))}, "
+                          f"|y| {fmt(np.median(pred.target_norm_mean))}", "dim"))
+    if pred.best_reachable_cosine is not None and pred.best_reachable_cosine < 0.99:
+        text.append(f"   best reachable cosine {fmt(pred.best_reachable_cosine)} "
+                    f"(output ≥ {fmt(pred.output_min)})", style="yellow")
+    return text
+
+
 def _footer(report: Report) -> Text:
     text = Text()
     if report.facts is not None:
@@ -147,7 +168,7 @@ def build(report: Report) -> Group:
         parts.append(_findings(report))
     else:
         parts.append(Text("no findings", style="green"))
-    for extra in (_loss_line(report), _layers(report)):
+    for extra in (_loss_line(report), _cosine(report), _layers(report)):
         if extra is not None:
             parts.append(extra)
     parts.append(_footer(report))
