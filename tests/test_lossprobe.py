@@ -185,3 +185,17 @@ def test_compiled_call_aligns_ranks_as_keras_does():
     assert fn(y, p).shape == ()
     assert float(fn(y, p)) == pytest.approx(1 / 3)
     assert keras.losses.mean_squared_error(y, p).shape == (3,)
+
+
+def test_the_tutorials_compat_cosine_distance_on_raw_vectors_rewards_norm(y):
+    def tutorial(y_true, y_pred):  # the seed tutorial's call, without its l2_normalize step
+        return tf.compat.v1.losses.cosine_distance(y_true, y_pred, axis=-1)
+
+    lp = measure(tutorial, y)
+    assert lp.norm_reward > 100 and lp.affine_residual < 1e-3
+
+    def normalized(y_true, y_pred):  # the tutorial's advice followed
+        return tutorial(tf.math.l2_normalize(y_true, -1), tf.math.l2_normalize(y_pred, -1))
+
+    ok = measure(normalized, y)
+    assert ok.is_cosine_like and ok.norm_reward < 1e-3
