@@ -304,9 +304,11 @@ def demonstrate(scenario: Scenario, model: keras.Model, x: np.ndarray, y: np.nda
     trained.fit(x, y, epochs=scenario.epochs, batch_size=64, verbose=0, shuffle=True)
     after = float(trained.evaluate(x, y, verbose=0, batch_size=256))
     floor = float(keras.ops.mean(keras.losses.get(trained.loss)(y, y)))  # loss at a perfect prediction
-    progress = (before - after) / max(before - floor, 1e-12)
+    # No way to the floor to cover when the loss starts at it (converged) or below it (an
+    # inverted loss, whose loss(y, y) is its maximum): progress is then undefined (null).
+    progress = (before - after) / (before - floor) if before - floor > 1e-6 else None
     result = {"loss_before": round(before, 6), "loss_after": round(after, 6), "loss_floor": round(floor, 6),
-              "progress_to_floor": round(progress, 4), "epochs": scenario.epochs}
+              "progress_to_floor": None if progress is None else round(progress, 4), "epochs": scenario.epochs}
     if scenario.fixed is not None:
         # What the user wants from a cosine loss, whatever the loss says: the mean cosine.
         result["cosine_before"] = round(mean_cosine(model, x, y), 4)
@@ -333,6 +335,10 @@ def mean_cosine(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share * 100:.1f}%"
+
+
 def main(names: list[str]) -> None:
     keras.utils.set_random_seed(0)
     results_path = os.path.join(HERE, "training.json")
@@ -350,7 +356,7 @@ def main(names: list[str]) -> None:
         result.update(description=scenario.description, expected_first_finding=scenario.expected or None)
         results[scenario.name] = result
         print(f"{scenario.name:<20} loss {result['loss_before']:+.4f} -> {result['loss_after']:+.4f} "
-              f"(floor {result['loss_floor']:+.2f}; {result['progress_to_floor'] * 100:.1f}% of the way "
+              f"(floor {result['loss_floor']:+.2f}; {_percent(result['progress_to_floor'])} of the way "
               f"in {scenario.epochs} epochs)  {scenario.description}")
         if "fixed" in result:
             fixed = result["fixed"]
