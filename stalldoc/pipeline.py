@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from stalldoc.dataset import Dataset, array_facts, load_dataset, prepare_probe_sample
 from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError
@@ -42,10 +44,11 @@ def check_files(model_path: str, data_path: str, options: Options,
                 on_step: Callable[[int], None] | None = None) -> Report:
     """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
     from stalldoc.losses import user_custom_objects
-    from stalldoc.model_io import check_model_path, load_model
+    from stalldoc.model_io import check_model_path, load_model, quiet_tensorflow
 
     options.validate()
     check_model_path(model_path)
+    quiet_tensorflow()  # before a user's loss file imports TensorFlow with all its chatter
     _stage(on_stage, "loading model")
     model, notes = load_model(model_path, unsafe=options.unsafe,
                               custom_objects=user_custom_objects(options.loss))
@@ -71,18 +74,28 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     for af, tensor in zip(input_facts, model.inputs):
         af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
     target_facts = array_facts(dataset.y_key, dataset.targets)
-    loss = resolve_loss(options.loss, model, notes)
+    try:
+        loss = resolve_loss(options.loss, model, notes)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
+        raise InputError(f"--loss {options.loss}: cannot be resolved ({_error_text(exc)})") from exc
     _stage(on_stage, "probing")
     try:
-        facts = run_probe(model, dataset, loss, steps=options.steps, batch_size=options.batch_size,
-                          seed=options.seed, input_facts=input_facts, target_facts=target_facts,
-                          model_path=model_path, notes=notes, on_step=on_step)
+        # NaN/Inf data is reported by non-finite-data; numpy's cast warnings are only noise.
+        with np.errstate(all="ignore"):
+            facts = run_probe(model, dataset, loss, steps=options.steps, batch_size=options.batch_size,
+                              seed=options.seed, input_facts=input_facts, target_facts=target_facts,
+                              model_path=model_path, notes=notes, on_step=on_step)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
         text = _error_text(exc)
+        bad = [f"{a.name} holds {a.non_finite} NaN/Inf values" for a in [*input_facts, target_facts]
+               if a.non_finite]
+        hint = f"; note: {', '.join(bad)}" if bad else ""
         raise InputError(f"{model_path or 'model'}: a training step failed on "
-                         f"{dataset.path} ({type(exc).__name__}: {text})") from exc
+                         f"{dataset.path} ({type(exc).__name__}: {text}){hint}") from exc
     facts.loss.reason = loss.reason
     _stage(on_stage, "probing the loss")
     facts.loss_probe = _probe_loss(loss, dataset, facts, options)
@@ -151,11 +164,14 @@ def _check_shapes(model, dataset: Dataset) -> None:
 
 
 def _error_text(exc: BaseException) -> str:
-    """One line of an exception's text. tf.function errors start with a traceback ("in user
-    code: File ...") and end with the actual message: keep that last line."""
+    """One line of an exception's text. TensorFlow's errors embed a traceback ("in user
+    code: File ...", "Graph execution error: ... (most recent call last)") around the
+    actual message: keep that message."""
     text = str(exc)
-    if "in user code:" in text:
+    if "in user code:" in text or "most recent call last" in text:
+        # The message is the last line that is neither a node annotation nor a file line.
         lines = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith(("[[", "File "))]
         text = lines[-1] if lines else text
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:297] + "..."

@@ -307,3 +307,19 @@ def test_failed_check_writes_nothing(corpus, tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert sorted(os.listdir(tmp_path)) == ["bad.npz"]
     assert sha256(bad) == digest
+
+
+def test_nan_into_an_integer_input_is_one_clear_line(tmp_path):
+    """An Embedding cannot take NaN indices: the step fails, and the error says why."""
+    from hostile_corpus import keras_quiet
+
+    keras = keras_quiet()
+    inp = keras.Input((5,), dtype="int32")
+    flat = keras.layers.Flatten()(keras.layers.Embedding(10, 4)(inp))
+    model = keras.Model(inp, keras.layers.Dense(OUTPUTS)(flat))
+    model.save(tmp_path / "emb.keras")
+    x = np.random.default_rng(0).integers(0, 10, size=(SAMPLES, 5)).astype("float32")
+    x[:, 0] = np.nan
+    data = good_data(str(tmp_path / "emb.npz"), x=x)
+    result = run(str(tmp_path / "emb.keras"), data, *FAST)
+    assert_clean_error(result, "training step failed", "NaN/Inf")
