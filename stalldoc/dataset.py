@@ -1,6 +1,9 @@
-"""Loading the dataset (.npz / .npy) safely, and its statistics computed in chunks.
+"""Loading the dataset (.npz) safely, and its statistics computed in chunks.
 
-NumPy only: no TensorFlow here. Arrays are never unpickled (allow_pickle=False).
+NumPy only: no TensorFlow here. Arrays are never unpickled: .npy headers are parsed by
+``stalldoc.npz`` and object dtypes refused. Nothing is loaded whole: uncompressed members
+are read in place, compressed ones streamed (see ``stalldoc.npz``), so the arrays here may
+be ``LazyArray``s supporting ``.shape``, ``.dtype``, ``arr[a:b]`` and ``arr[indices]``.
 """
 
 from __future__ import annotations
