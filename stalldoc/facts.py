@@ -160,7 +160,8 @@ class PredictionFacts:
     output_max: float
     output_shape: tuple[int, ...]  # per-sample shape of the predictions
     target_shape: tuple[int, ...]  # per-sample shape of the targets
-    zero_norm_output_fraction: float = 0.0
+    zero_norm_output_fraction: float = 0.0  # mean over steps
+    zero_norm_output_per_step: np.ndarray | None = None  # share of zero-norm predictions, per step
     best_reachable_cosine: float | None = None  # for non-negative outputs vs signed targets
 
 

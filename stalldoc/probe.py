@@ -336,6 +336,7 @@ def run_probe(
             output_norm_mean=pred[:, 0], target_norm_mean=pred[:, 1], cosine_mean=pred[:, 2],
             cosine_min=pred[:, 3], cosine_max=pred[:, 4], output_min=float(np.min(pred[:, 5])),
             output_max=float(np.max(pred[:, 6])), zero_norm_output_fraction=float(np.mean(pred[:, 7])),
+            zero_norm_output_per_step=pred[:, 7],
             output_shape=tuple(int(s) for s in model.outputs[0].shape[1:] if s is not None),
             target_shape=tuple(int(s) for s in dataset.targets.shape[1:]),
         )

@@ -247,6 +247,26 @@ def test_zero_norm_predictions_threshold_both_sides():
     assert ids(found) == ["zero-norm-target"] and found[0].severity is Severity.WARNING
 
 
+def test_zero_norm_predictions_at_a_single_step_count():
+    # A dead network outputs exactly its zero bias at step 1; the bias moves afterwards.
+    first_step_only, never = F.predictions(), F.predictions()
+    first_step_only.zero_norm_output_per_step = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    never.zero_norm_output_per_step = np.array([0.4, 0.0, 0.0, 0.0, 0.0])
+    found = ZeroNormTarget().check(with_probe(predictions=first_step_only))
+    assert ids(found) == ["zero-norm-target"]
+    assert found[0].evidence["step"] == 1
+    assert ZeroNormTarget().check(with_probe(predictions=never)) == []
+
+
+def test_dead_relu_ranks_before_the_zero_predictions_and_gradient_blowup_it_causes():
+    from stalldoc.findings import Finding
+
+    found = [Finding(i, s, 0.9, i, "") for i, s in [("exploding-gradient", Severity.WARNING),
+                                                    ("zero-norm-target", Severity.WARNING),
+                                                    ("dead-relu", Severity.WARNING)]]
+    assert [f.id for f in rank(found)] == ["dead-relu", "zero-norm-target", "exploding-gradient"]
+
+
 def test_zero_scalar_targets_are_fine_for_mse():
     lp = probe(pred_scale=SCALES**2)  # not scale invariant, finite at zero
     assert ZeroNormTarget().check(with_probe(lp, targets=F.array("y", zero_norm_fraction=0.5))) == []

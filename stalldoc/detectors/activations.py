@@ -93,7 +93,8 @@ class DeadRelu(Detector):
         Threshold("min_active_rate", 0.01, "a unit active on fewer samples than this is dead"),
         Threshold("max_dead_fraction", 0.5, "fraction of dead units per layer"),
     )
-    explains = ("vanishing-gradient", "disconnected-gradient")
+    # A fully dead stack makes the output a constant (its bias), zero at initialization.
+    explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target")
     causal_rank = 31
 
     def check(self, facts: Facts) -> list[Finding]:

@@ -407,14 +407,20 @@ class ZeroNormTarget(Detector):
                 evidence={"zero_norm_fraction": zero, "threshold": self.t["max_zero_fraction"]}))
         pred = facts.predictions
         if pred is not None and (lp.is_cosine_like or not lp.zero_prediction_finite):
-            share = pred.zero_norm_output_fraction
+            per_step = pred.zero_norm_output_per_step
+            if per_step is None or not len(per_step):
+                per_step = np.array([pred.zero_norm_output_fraction])
+            worst = int(np.argmax(per_step))
+            share = float(per_step[worst])
             if share > self.t["max_zero_prediction_fraction"]:
+                # At such a step a cosine's gradient scales as 1/|y_pred|: it is either huge or zero.
                 out.append(self.finding(
-                    f"{fmt(share * 100)}% of predictions have zero norm > "
-                    f"{fmt(self.t['max_zero_prediction_fraction'] * 100)}%: the cosine gets no direction "
-                    f"and no gradient from them",
+                    f"{fmt(share * 100)}% of predictions have zero norm at step {worst + 1} > "
+                    f"{fmt(self.t['max_zero_prediction_fraction'] * 100)}%: the cosine has no direction "
+                    f"there and its gradient (1/|y_pred|) blows up or vanishes",
                     confidence=0.7, severity=Severity.WARNING,
-                    evidence={"zero_norm_prediction_fraction": share,
+                    evidence={"zero_norm_prediction_fraction": share, "step": worst + 1,
+                              "mean_over_steps": pred.zero_norm_output_fraction,
                               "threshold": self.t["max_zero_prediction_fraction"]}))
         return out
 
