@@ -24,7 +24,7 @@ CHUNK_BYTES = 16 * 2**20  # statistics read at most this much of an array at a t
 @dataclass
 class Dataset:
     path: str
-    inputs: dict[str, np.ndarray]  # model input name -> array (samples first); may be a StreamedArray
+    inputs: dict[str, np.ndarray]  # model input name -> array (samples first); may be a LazyArray
     targets: np.ndarray
     x_keys: list[str]
     y_key: str

@@ -52,6 +52,8 @@ def check_model_path(path: str) -> None:
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory; stalldoc reads a .keras or .h5 file "
                          "(a SavedModel directory is not supported by Keras 3)")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: not a regular file (a device or a pipe)")
     if not path.lower().endswith(MODEL_SUFFIXES):
         raise InputError(f"{path}: unsupported model format (expected .keras, .h5 or .hdf5)")
     if path.lower().endswith(".keras"):

@@ -43,6 +43,8 @@ def sniff(path: str) -> str:
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, expected a .npz file")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: not a regular file (a device or a pipe), expected a .npz file")
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
