@@ -51,7 +51,7 @@ def _headline(report: Report) -> Panel:
     if progress is None or not math.isfinite(progress):
         change_text = "the loss is not finite"
     elif floor is not None and math.isfinite(floor):
-        change_text = f"{progress * 100:.1f}% of the way to its floor {fmt(floor)}"
+        change_text = f"{fmt(progress * 100)}% of the way to its floor {fmt(floor)}"
     else:
         change_text = f"{-progress * 100:+.2f}%"
     title = Text(f" {report.verdict.upper()} ", style=VERDICT_STYLE.get(report.verdict, "bold"))
