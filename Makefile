@@ -28,5 +28,9 @@ samples: install
 lint: install
 	$(BIN)/ruff check stalldoc tests sample_models
 
+# What a diagnosis costs next to plain training (minutes; `make test` runs its --quick smoke).
+bench: install
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

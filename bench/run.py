@@ -1,0 +1,294 @@
+"""stalldoc's benchmark: what a diagnosis costs next to plain training, measured side by side.
+
+    python bench/run.py            # the full bench (minutes: includes MobileNetV2 and ResNet50)
+    python bench/run.py --quick    # a smoke run: the small sample MLP only (seconds)
+
+Prints a table against the targets of issue 6 and writes bench/results/latest.json.
+Every figure is measured in this run. Baseline and stalldoc runs are interleaved (round by
+round, and step by step inside one process) so that load from other processes on the machine
+hits both alike; figures are medians. This harness never imports TensorFlow itself: each
+measurement runs in a child process (bench/worker.py, bench/baseline.py, the stalldoc CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+PYTHON = sys.executable
+STALLDOC = os.path.join(os.path.dirname(PYTHON), "stalldoc")
+SAMPLES = os.path.join(ROOT, "sample_models")
+
+TARGETS = {  # issue 6
+    "step_ratio": 1.15,  # instrumented step / plain step
+    "end_to_end_ratio": 1.5,  # stalldoc check / bare baseline script
+    "help_s": 0.3,
+    "resnet50_check_s": 60.0,
+    "resnet50_memory_ratio": 1.3,
+    "linear_r2": 0.95,  # our reading of "cost linear in layers and steps": a line explains >= 95%
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def timed(argv: list[str], *, ok=(0,)) -> dict:
+    """Wall time and peak resident memory of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{err.decode()[-2000:]}")
+    return {"wall_s": wall, "stdout": out.decode()}
+
+
+def timed_rss(argv: list[str], *, ok=(0,)) -> dict:
+    """Like ``timed``, and the child's peak RSS (os.wait4 gives that one child's rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
+    out, err = _drain(proc)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{err.decode()[-2000:]}")
+    return {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024.0, "stdout": out.decode()}
+
+
+def _drain(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """Read stdout and stderr to the end without reaping the child (os.wait4 does that)."""
+    import threading
+
+    chunks: dict[str, bytes] = {}
+    reader = threading.Thread(target=lambda: chunks.__setitem__("err", proc.stderr.read()))
+    reader.start()
+    out = proc.stdout.read()
+    reader.join()
+    return out, chunks["err"]
+
+
+def worker(jobs: list[dict]) -> dict:
+    result = timed([PYTHON, os.path.join(HERE, "worker.py"), json.dumps(jobs)])
+    line = next(ln for ln in result["stdout"].splitlines() if ln.startswith("BENCH-JSON "))
+    return json.loads(line[len("BENCH-JSON "):])
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+# --- sections -------------------------------------------------------------------------------
+
+CLI_PROBE = """
+import sys, click
+from stalldoc.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("tensorflow", "keras", "rich") if m in sys.modules)
+print("IMPORTED " + ",".join(heavy))
+"""
+
+
+def cli_section(reps: int) -> dict:
+    commands = {"help": [STALLDOC, "--help"], "explain": [STALLDOC, "explain", "vanishing-gradient"],
+                "python_startup": [PYTHON, "-c", "pass"]}
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(reps):
+        for key, argv in commands.items():
+            times[key].append(timed(argv)["wall_s"])
+    imported = {}
+    for key, args in (("help", ["--help"]), ("explain", ["explain", "vanishing-gradient"])):
+        out = timed([PYTHON, "-c", CLI_PROBE, *args])["stdout"]
+        line = next(ln for ln in out.splitlines() if ln.startswith("IMPORTED"))
+        imported[key] = [m for m in line[len("IMPORTED"):].strip().split(",") if m]
+    result = {f"{k}_s": median(v) for k, v in times.items()}
+    result["runs"] = reps
+    result["heavy_imports"] = imported
+    result["tensorflow_imported"] = any("tensorflow" in v or "keras" in v for v in imported.values())
+    if result["tensorflow_imported"]:
+        raise AssertionError(f"stalldoc --help / explain imported TensorFlow or Keras: {imported}")
+    return result
+
+
+def end_to_end(workloads: dict[str, dict], plan: dict[str, tuple[int, int, int]]) -> dict:
+    """``stalldoc check`` against bench/baseline.py, as separate processes, rounds interleaved."""
+    runs: dict[str, dict[str, list[dict]]] = {name: {"check": [], "baseline": []} for name in plan}
+    rounds = max(r for r, _, _ in plan.values())
+    for i in range(rounds):
+        for name, (reps, n_steps, batch) in plan.items():
+            if i >= reps:
+                continue
+            w = workloads[name]
+            common = [w["model"], w["data"], "--steps", str(n_steps), "--batch-size", str(batch)]
+            order = ("baseline", "check") if i % 2 == 0 else ("check", "baseline")
+            for which in order:
+                if which == "check":
+                    r = timed_rss([STALLDOC, "check", *common, "-q", "--format", "json"], ok=(0, 1))
+                    json.loads(r["stdout"])  # the report must be complete
+                else:
+                    r = timed_rss([PYTHON, os.path.join(HERE, "baseline.py"), *common])
+                runs[name][which].append(r)
+    out = {}
+    for name, (_reps, n_steps, batch) in plan.items():
+        c = runs[name]["check"]
+        b = runs[name]["baseline"]
+        check_s, base_s = median([r["wall_s"] for r in c]), median([r["wall_s"] for r in b])
+        check_mib, base_mib = median([r["peak_mib"] for r in c]), median([r["peak_mib"] for r in b])
+        out[name] = {"layers": workloads[name].get("layers"), "params": workloads[name].get("params"),
+                     "steps": n_steps, "batch": batch, "runs": len(c),
+                     "check_s": check_s, "baseline_s": base_s, "time_ratio": check_s / base_s,
+                     "check_peak_mib": check_mib, "baseline_peak_mib": base_mib,
+                     "memory_ratio": check_mib / base_mib,
+                     "check_all_s": [r["wall_s"] for r in c], "baseline_all_s": [r["wall_s"] for r in b]}
+    return out
+
+
+def sample(name: str) -> dict:
+    return {"model": os.path.join(SAMPLES, f"{name}.keras"), "data": os.path.join(SAMPLES, f"{name}.npz")}
+
+
+def build_workloads(names: list[str], steps: int, batch: int) -> dict[str, dict]:
+    directory = os.path.join(RESULTS, "workloads")
+    jobs = [{"kind": "build", "name": n, "directory": directory, "steps": steps, "batch": batch} for n in names]
+    return dict(zip(names, worker(jobs)["results"])) if jobs else {}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def targets(result: dict) -> list[dict]:
+    rows = []
+
+    def row(name, measured, target, met, unit=""):
+        rows.append({"name": name, "measured": measured, "target": target, "unit": unit,
+                     "met": bool(met) if met is not None else None})
+
+    for name, s in result["step"].items():
+        row(f"instrumented step / plain step ({name}, batch {s['batch']})", s["ratio"],
+            TARGETS["step_ratio"], s["ratio"] <= TARGETS["step_ratio"], "x")
+    traces = {name: (s["traces"] or {}).get("train_step") for name, s in result["step"].items()}
+    if any(v is not None for v in traces.values()):
+        worst = max(v or 0 for v in traces.values())
+        row(f"traces of the compiled step per diagnosis (max over {len(traces)} models)", worst, 1, worst <= 1, "")
+    for name, e in result["end_to_end"].items():
+        row(f"stalldoc check / bare baseline ({name}, {e['steps']} steps)", e["time_ratio"],
+            TARGETS["end_to_end_ratio"], e["time_ratio"] <= TARGETS["end_to_end_ratio"], "x")
+    cli = result["cli"]
+    row("stalldoc --help wall time", cli["help_s"], TARGETS["help_s"], cli["help_s"] <= TARGETS["help_s"], "s")
+    row("stalldoc explain wall time (no TensorFlow import)", cli["explain_s"], None, None, "s")
+    for name, s in result["scaling"].items():
+        limit = TARGETS["resnet50_check_s"] if name == "resnet50" else None
+        row(f"{name} check time (plain {s['baseline_s']:.1f} s, x{s['time_ratio']:.2f})", s["check_s"], limit,
+            s["check_s"] <= limit if limit else None, "s")
+        limit = TARGETS["resnet50_memory_ratio"] if name == "resnet50" else None
+        row(f"{name} peak memory check / plain ({s['check_peak_mib']:.0f} / {s['baseline_peak_mib']:.0f} MiB)",
+            s["memory_ratio"], limit, s["memory_ratio"] <= limit if limit else None, "x")
+    for axis in ("layers", "steps"):
+        fit = result["growth"][axis]["check"]
+        plain = result["growth"][axis]["plain"]
+        row(f"check time linear in {axis}: R^2 (per {axis[:-1]} {fit['slope_s'] * 1e3:.1f} ms, "
+            f"plain {plain['slope_s'] * 1e3:.1f} ms)", fit["r2"], TARGETS["linear_r2"],
+            fit["r2"] >= TARGETS["linear_r2"], "R^2")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    def fmt(v, unit):
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if unit in ("s", "R^2") and v < 10 else f"{v:.2f}"
+
+    lines = []
+    width = max(len(r["name"]) for r in rows)
+    lines.append(f"{'measure':<{width}}  {'measured':>9}  {'target':>8}  result")
+    for r in rows:
+        target = "-" if r["target"] is None else (">= " if r["unit"] == "R^2" else "<= ") + fmt(r["target"], r["unit"])
+        status = {True: "met", False: "NOT MET", None: ""}[r["met"]]
+        unit = " " if r["unit"] == "R^2" else r["unit"][:1]
+        lines.append(f"{r['name']:<{width}}  {fmt(r['measured'], r['unit']):>8}{unit}  {target:>8}  {status}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: the small sample MLP only")
+    parser.add_argument("--out", default=os.path.join(RESULTS, "latest.json"))
+    parser.add_argument("--no-heavy", action="store_true", help="full run without ResNet50")
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    load_before = os.getloadavg()
+    result: dict = {"schema": 1, "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                "python": platform.python_version(), "load_before": load_before}}
+    small = "vanishing_sigmoid"  # a shipped sample: 10 sigmoid Dense layers, 2048 samples
+    workloads = {small: sample(small), "healthy": sample("healthy")}
+    print("bench: stalldoc --help / explain ...", file=sys.stderr)
+    result["cli"] = cli_section(2 if args.quick else 7)
+
+    big = [] if args.quick else ["mlp50", "mobilenetv2"] + ([] if args.no_heavy else ["resnet50"])
+    if big:
+        print(f"bench: building {', '.join(big)} ...", file=sys.stderr)
+        workloads.update(build_workloads(big, 20, 8))
+
+    print("bench: per-step timings and growth (one process) ...", file=sys.stderr)
+    plan = {small: (10, 64)} if args.quick else {
+        small: (80, 64), "mlp50": (40, 8), "mobilenetv2": (12, 8), **({} if args.no_heavy else {"resnet50": (6, 8)})}
+    growth_job = ({"kind": "growth", "layer_list": [2, 4, 8], "step_list": [2, 4, 8], "width": 32, "batch": 32,
+                   "deep_layers": 2, "deep_width": 64, "deep_batch": 64, "layer_steps": 4, "rounds": 1}
+                  if args.quick else
+                  {"kind": "growth", "layer_list": [5, 10, 20, 40], "step_list": [5, 10, 20, 40], "width": 64,
+                   "batch": 64, "deep_layers": 8, "deep_width": 512, "deep_batch": 256, "rounds": 3})
+    jobs = [{"kind": "steps", "model_path": workloads[n]["model"], "data_path": workloads[n]["data"],
+             "n_steps": s, "batch": b} for n, (s, b) in plan.items()] + [growth_job]
+    done = worker(jobs)
+    result["machine"]["tensorflow"] = done["tensorflow"]
+    result["step"] = {}
+    for (name, (n_steps, batch)), r in zip(plan.items(), done["results"]):
+        inst, plain = median(r["instrumented_s"]), median(r["plain_s"])
+        result["step"][name] = {"steps": n_steps, "batch": batch, "samples": len(r["instrumented_s"]),
+                                "instrumented_ms": inst * 1e3, "plain_ms": plain * 1e3, "ratio": inst / plain,
+                                "traces": r["traces"]}
+    result["growth"] = done["results"][-1]
+
+    print("bench: end to end, stalldoc check against the bare baseline ...", file=sys.stderr)
+    e2e_plan = {small: (1, 20, 64)} if args.quick else {small: (5, 20, 64), "healthy": (3, 20, 64)}
+    scale_plan = {} if args.quick else {"mlp50": (3, 20, 8), "mobilenetv2": (2, 20, 8),
+                                        **({} if args.no_heavy else {"resnet50": (1, 20, 8)})}
+    measured = end_to_end(workloads, {**e2e_plan, **scale_plan})
+    result["end_to_end"] = {k: measured[k] for k in e2e_plan}
+    # In a quick run the small MLP stands in for the big models.
+    result["scaling"] = {k: measured[k] for k in (scale_plan or e2e_plan)}
+
+    result["machine"]["load_after"] = os.getloadavg()
+    result["elapsed_s"] = time.time() - started
+    result["targets"] = targets(result)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=2)
+    m = result["machine"]
+    print(f"stalldoc bench{' (quick)' if args.quick else ''}: {m['cpus']} CPUs, load average "
+          f"{m['load_before'][0]:.1f} before / {m['load_after'][0]:.1f} after, TensorFlow {m['tensorflow']}, "
+          f"{result['elapsed_s']:.0f} s; medians, baseline and stalldoc interleaved")
+    print(table(result["targets"]))
+    print(f"written: {os.path.relpath(args.out, ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The benchmark harness in its quick mode: it runs, and writes sane figures (not the targets)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+pytestmark = pytest.mark.e2e
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location("stalldoc_bench_run", os.path.join(ROOT, "bench", "run.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_quick_bench_writes_the_figures(tmp_path, capsys):
+    out = tmp_path / "latest.json"
+    assert _load_harness().main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+
+    assert result["quick"] is True
+    assert {"cli", "step", "end_to_end", "scaling", "growth", "targets", "machine"} <= set(result)
+
+    cli = result["cli"]
+    assert _positive(cli["help_s"]) and _positive(cli["explain_s"])
+    assert cli["tensorflow_imported"] is False
+
+    for step in result["step"].values():
+        assert _positive(step["instrumented_ms"]) and _positive(step["plain_ms"]) and _positive(step["ratio"])
+        assert step["samples"] >= 1
+
+    for section in ("end_to_end", "scaling"):
+        assert result[section]
+        for run in result[section].values():
+            for key in ("check_s", "baseline_s", "time_ratio", "check_peak_mib", "baseline_peak_mib",
+                        "memory_ratio"):
+                assert _positive(run[key]), (section, key, run[key])
+
+    for axis in ("layers", "steps"):
+        growth = result["growth"][axis]
+        assert len(growth["points"]) >= 2
+        assert all(_positive(t) for point in growth["points"] for t in point[1:])
+        assert math.isfinite(growth["check"]["slope_s"]) and math.isfinite(growth["check"]["r2"])
+
+    assert result["targets"] and all({"name", "measured", "target", "met"} <= set(r) for r in result["targets"])
+    printed = capsys.readouterr().out
+    assert "instrumented step / plain step" in printed and "written:" in printed
