@@ -30,6 +30,9 @@ RELU_ACTIVATIONS = {"relu", "relu6"}
 # An output is saturated when the activation's local derivative there is below this share
 # of its peak (documented in the saturated-activation detector).
 SATURATION_GAIN = 0.05
+# How many times each compiled function was traced, for the benchmark's retracing check
+# (bench/run.py): one trace per run_probe call is expected.
+TRACES: dict[str, int] = {}
 
 
 def activation_name(layer) -> str | None:
@@ -69,6 +72,26 @@ def _float_output(tensor) -> bool:
     return dtype is not None and "float" in str(dtype)
 
 
+def _own_nodes(model) -> set[int]:
+    """Ids of the nodes of ``model``'s own graph (a Sequential model keeps it in ``_functional``)."""
+    graph = getattr(model, "_functional", None) or model
+    return {id(node) for nodes in (getattr(graph, "_nodes_by_depth", None) or {}).values() for node in nodes}
+
+
+def _node_in(layer, own: set[int]):
+    """The first call of ``layer`` inside the model's own graph, None if unknown.
+
+    ``layer.output`` is the layer's first call, which need not be in the model's graph: a
+    Sequential model built layer by layer (every one loaded from a file) leaves layer i with
+    one call per intermediate graph, and outputs taken from those graphs made the instrumented
+    model recompute the network once per layer (quadratic in depth)."""
+    return next((node for node in getattr(layer, "_inbound_nodes", []) if id(node) in own), None)
+
+
+def _single(tensors):
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
 class _Instrumented:
     """The model plus one functional model that also returns the layers worth measuring."""
 
@@ -80,21 +103,25 @@ class _Instrumented:
         self.first_weighted_input = None
         outputs = list(model.outputs)
         extra = []
+        own = _own_nodes(model)
+        nodes = {}
         for index, layer in enumerate(model.layers):
             if isinstance(layer, keras.layers.InputLayer):
                 continue
+            nodes[index] = node = _node_in(layer, own)
             try:
-                out = layer.output
+                out = _single(node.outputs) if node is not None else layer.output
             except Exception:  # noqa: BLE001 - shared layers have no single output
                 continue
             if isinstance(out, (list, tuple)) or not _float_output(out):
                 continue
             self.layers.append((index, layer))
             extra.append(out)
-        first = next((layer for _, layer in self.layers if layer.trainable_weights), None)
+        first = next(((i, layer) for i, layer in self.layers if layer.trainable_weights), None)
         if first is not None:
             try:
-                tensor = first.input
+                node = nodes[first[0]]
+                tensor = _single(node.input_tensors) if node is not None else first[1].input
                 if not isinstance(tensor, (list, tuple)) and _float_output(tensor):
                     self.first_weighted_input = len(extra)
                     extra.append(tensor)
@@ -228,6 +255,9 @@ def run_probe(
             if model.losses:
                 value = value + tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
         grads = tape.gradient(value, tvars)
+        # Which gradients the tape returns as None is structural: decided here, at trace time.
+        traced["none_grads"] = [g is None for g in grads]
+        TRACES["train_step"] = TRACES.get("train_step", 0) + 1
         zero = tf.constant(0.0)
         grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
         grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
@@ -256,12 +286,11 @@ def run_probe(
             "pred": tf.stack(prediction_stats(y, outs[0])),
         }
 
-    @tf.function(reduce_retracing=True)
+    # Called twice and once: run eagerly, as tracing them would cost more than running them.
     def eval_loss(x, y):
         outs, _ = inst(x, training=False)
         return scalar_loss(y, outs[0])
 
-    @tf.function(reduce_retracing=True)
     def reference_losses(y):
         # The loss at a perfect prediction: its floor.
         return scalar_loss(y, tf.identity(y))
@@ -272,7 +301,7 @@ def run_probe(
         floor = float(reference_losses(eval_y))
     except Exception:  # noqa: BLE001 - targets and outputs of different shapes/kinds
         floor = None
-    none_grads = None
+    traced: dict = {}
     records = []
     for step in range(steps):
         x, y = take(indices[batch * (step + 1): batch * (step + 2)])
@@ -283,12 +312,7 @@ def run_probe(
             on_step(step + 1)
     final = float(eval_loss(eval_x, eval_y))
 
-    if none_grads is None:
-        # Which gradients the tape returned as None, decided statically at trace time.
-        with tf.GradientTape() as tape:
-            outs, _ = inst(eval_x, training=False)
-            value = scalar_loss(eval_y, outs[0])
-        none_grads = [g is None for g in tape.gradient(value, tvars)]
+    none_grads = traced.get("none_grads", [False] * len(tvars))
 
     def series(key: str) -> np.ndarray:
         return np.stack([r[key] for r in records]) if records else np.zeros((0, 0))
