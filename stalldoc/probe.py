@@ -219,8 +219,11 @@ def run_probe(
         means, stds, sats, gains, active = [], [], [], [], []
         for tensor, fam, act in zip(extras[: len(families)], families, act_names):
             t = tf.cast(tensor, tf.float32)
-            means.append(tf.reduce_mean(t))
-            stds.append(tf.math.reduce_std(t))
+            # One mean, one squared deviation: the same values as reduce_mean + reduce_std,
+            # which compute the mean twice and |x - mean| before squaring it.
+            mean, variance = tf.nn.moments(t, axes=list(range(len(t.shape))))
+            means.append(mean)
+            stds.append(tf.sqrt(variance))
             if fam == SATURATING:
                 # Local derivative relative to its peak: tanh 1 - t^2; sigmoid/softmax s(1-s), peak 1/4.
                 gain = 1.0 - tf.square(t) if act in ("tanh", "hard_tanh") else 4.0 * t * (1.0 - t)
