@@ -174,6 +174,9 @@ class LossFacts:
     final: float  # on the same batch, after the last step
     floor: float | None = None  # loss at a perfect prediction, loss(y, y), when measurable
     reason: str = ""  # one line: why this loss was used
+    # The model's declared loss that could not be rebuilt, when a substitute was used
+    # ("?" when the file does not name it).
+    substitute_for: str | None = None
 
     @property
     def relative_change(self) -> float:

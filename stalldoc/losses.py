@@ -22,6 +22,8 @@ class ResolvedLoss:
     name: str
     source: str  # "compiled", "default", "user", "flag"
     reason: str  # one line: why this loss was chosen
+    # The loss the model file declares but that could not be rebuilt, when another was used.
+    substitute_for: str | None = None
 
 
 def cosine_distance(y_true, y_pred):
@@ -117,7 +119,8 @@ def describe_compiled(model) -> str | None:
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
-def resolve_loss(spec: str, model, notes: list[str] | None = None) -> ResolvedLoss:
+def resolve_loss(spec: str, model, notes: list[str] | None = None,
+                 declared: str | None = None) -> ResolvedLoss:
     """The loss the probe trains with, and one line saying why it was chosen.
 
     Every function is called as Keras' compile would call it (see ``as_compiled``).
@@ -134,11 +137,26 @@ def resolve_loss(spec: str, model, notes: list[str] | None = None) -> ResolvedLo
                                         f"--loss auto: the model's compiled loss {describe_compiled(model)!r}")
             except Exception:  # noqa: BLE001 - fall through to the default below
                 pass
+        if declared:
+            try:
+                fn = keras.losses.get(declared)
+            except Exception:  # noqa: BLE001 - a custom function Keras does not know
+                fn = None
+            if fn is not None:
+                return ResolvedLoss(as_compiled(fn), declared, "compiled",
+                                    f"--loss auto: the model's compiled loss {declared!r} "
+                                    "(read from the file's compile configuration)")
+            return ResolvedLoss(
+                as_compiled(cosine_distance), "cosine", "default",
+                f"--loss auto: the model's compiled loss {declared!r} could not be rebuilt; using cosine "
+                f"distance 1 - cos instead (pass the function with --loss FILE.py:{declared})",
+                substitute_for=declared)
         unbuilt = any("could not be rebuilt" in n for n in notes or [])
         why = ("the model's compiled loss could not be rebuilt (a custom function? pass it with "
                "--loss FILE.py:FUNCTION)" if unbuilt else "the model is not compiled with a loss")
         return ResolvedLoss(as_compiled(cosine_distance), "cosine", "default",
-                            f"--loss auto: {why}; using cosine distance 1 - cos over the last axis")
+                            f"--loss auto: {why}; using cosine distance 1 - cos over the last axis",
+                            substitute_for="?" if unbuilt else None)
     if spec == "compiled":
         if compiled is None:
             raise InputError("--loss compiled: the model file holds no compiled loss that could be rebuilt")

@@ -106,6 +106,42 @@ def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any
     return model, notes
 
 
+def declared_loss(path: str) -> str | None:
+    """The loss name a model file's compile configuration declares (read without Keras).
+
+    Used when Keras cannot rebuild the compiled loss: a built-in name ("mse") can still be
+    resolved, and a custom function can at least be named to the user.
+    """
+    import json
+
+    try:
+        if path.lower().endswith(".keras"):
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+            loss = (config.get("compile_config") or {}).get("loss")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("training_config")
+            if raw is None:
+                return None
+            loss = json.loads(raw if isinstance(raw, str) else raw.decode("utf-8")).get("loss")
+    except Exception:  # noqa: BLE001 - an unreadable config simply declares nothing
+        return None
+    if isinstance(loss, str):
+        return loss
+    if isinstance(loss, dict):
+        config = loss.get("config")
+        if isinstance(config, str):  # a serialized function: config is its name
+            return config
+        if isinstance(config, dict) and isinstance(config.get("name"), str):
+            return config["name"]
+        name = loss.get("registered_name") or loss.get("class_name")
+        return name if isinstance(name, str) else None
+    return None
+
+
 def _load(keras, path: str, **kwargs):
     """keras.saving.load_model, quietly: its warnings and absl log lines are not for the user."""
     absl = logging.getLogger("absl")

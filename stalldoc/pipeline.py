@@ -44,7 +44,7 @@ def check_files(model_path: str, data_path: str, options: Options,
                 on_step: Callable[[int], None] | None = None) -> Report:
     """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
     from stalldoc.losses import user_custom_objects
-    from stalldoc.model_io import check_model_path, load_model, quiet_tensorflow
+    from stalldoc.model_io import check_model_path, declared_loss, load_model, quiet_tensorflow
 
     options.validate()
     check_model_path(model_path)
@@ -55,13 +55,15 @@ def check_files(model_path: str, data_path: str, options: Options,
     _stage(on_stage, "loading data")
     dataset = load_dataset(data_path, [t.name for t in model.inputs] if len(model.inputs) > 1 else ["input"],
                            x_key=x_key, y_key=y_key)
+    declared = declared_loss(model_path) if getattr(model, "loss", None) is None else None
     return diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes,
-                            on_stage=on_stage, on_step=on_step)
+                            on_stage=on_stage, on_step=on_step, declared_loss=declared)
 
 
 def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: str | None = None,
                      notes: list[str] | None = None, on_stage: Callable[[str], None] | None = None,
-                     on_step: Callable[[int], None] | None = None) -> Report:
+                     on_step: Callable[[int], None] | None = None,
+                     declared_loss: str | None = None) -> Report:
     from stalldoc.losses import resolve_loss
     from stalldoc.probe import run_probe
 
@@ -75,7 +77,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
         af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
     target_facts = array_facts(dataset.y_key, dataset.targets)
     try:
-        loss = resolve_loss(options.loss, model, notes)
+        loss = resolve_loss(options.loss, model, notes, declared=declared_loss)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
@@ -97,6 +99,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
         raise InputError(f"{model_path or 'model'}: a training step failed on "
                          f"{dataset.path} ({type(exc).__name__}: {text}){hint}") from exc
     facts.loss.reason = loss.reason
+    facts.loss.substitute_for = loss.substitute_for
     _stage(on_stage, "probing the loss")
     facts.loss_probe = _probe_loss(loss, dataset, facts, options)
     return build_report(facts, options)

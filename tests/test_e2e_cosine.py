@@ -68,10 +68,15 @@ def test_seed_inverted_loss_report_states_the_curve_and_the_users_loss():
 
 
 def test_seed_model_without_its_loss_falls_back_and_says_how_to_pass_it():
-    _, report = check("seed_inverted_loss")
+    result, report = check("seed_inverted_loss")
     assert report["loss"]["source"] == "default"
-    assert "--loss FILE.py:FUNCTION" in report["loss"]["reason"]
+    assert "--loss FILE.py:cosine_difference_loss" in report["loss"]["reason"]
+    # Never a silent pass: the substitute loss is a warning that names the function to pass.
+    first = report["findings"][0]
+    assert first["id"] == "loss-not-rebuilt"
+    assert first["evidence"]["declared_loss"] == "cosine_difference_loss"
     assert "inverted-loss" not in [f["id"] for f in report["findings"]]
+    assert result.exit_code == 1
 
 
 def test_output_range_mismatch_reports_the_best_reachable_cosine():

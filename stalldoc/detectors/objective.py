@@ -14,6 +14,7 @@ import numpy as np
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.facts import Facts, LossProbeFacts
 from stalldoc.findings import Finding, Severity
+from stalldoc.trajectory import is_moving, loss_progress
 
 # Activations whose outputs are never negative: corroborates a measured non-negative output.
 NON_NEGATIVE_ACTIVATIONS = {"relu", "relu6", "softmax", "sigmoid", "hard_sigmoid", "softplus", "exponential"}
@@ -337,10 +338,8 @@ class LargeOutputNorm(Detector):
         if norm <= self.t["max_output_norm"]:
             return []
         target = float(np.nanmedian(pred.target_norm_mean))
-        from stalldoc.rank import MOVING_PROGRESS, loss_progress  # rank imports the registry
-
+        moving = is_moving(facts)
         progress = loss_progress(facts)
-        moving = math.isfinite(progress) and progress >= MOVING_PROGRESS
         # A cosine's gradient is perpendicular to p, so |p| grows as a model trains: with a
         # loss that still moves (measured on models at Adam lr 1 and SGD lr 1e3) it is a note.
         note = f"; the loss still moves ({fmt(progress * 100)}% of the way to its floor)" if moving else ""
@@ -533,5 +532,46 @@ class ShapeMismatch(Detector):
         )]
 
 
-DETECTORS = (ShapeMismatch, ConstantTarget, ZeroNormTarget, InvertedLoss, DegenerateCosineAxis,
+class LossNotRebuilt(Detector):
+    """
+    What it detects:
+        The model file declares a compiled loss (usually a custom function) that stalldoc
+        could not rebuild, so the diagnosis ran under a substitute, cosine distance 1 - cos.
+
+    Why it stalls training:
+        It does not by itself; but the user's own loss is often the cause (a wrong sign, a
+        norm, an axis), and a diagnosis under another loss cannot see it: the model may look
+        healthy under 1 - cos while it stalls under the real objective.
+
+    How to fix:
+        Give stalldoc the function: --loss path/to/file.py:FUNCTION (or
+        package.module:FUNCTION). It is registered under its name, so the model's compiled
+        loss deserializes too.
+
+    Thresholds:
+        (none)
+    """
+
+    id = "loss-not-rebuilt"
+    area = "objective"
+    summary = "the model's own compiled loss could not be rebuilt; a substitute was used"
+    severity = Severity.WARNING
+    causal_rank = 9
+
+    def check(self, facts: Facts) -> list[Finding]:
+        missing = facts.loss.substitute_for
+        if not missing:
+            return []
+        named = missing != "?"
+        what = f"{missing!r}" if named else "(unnamed in the file)"
+        return [self.finding(
+            f"the model's compiled loss {what} could not be rebuilt; this diagnosis used {facts.loss.name} "
+            "instead and cannot see faults in the real loss",
+            confidence=0.9,
+            fix=f"pass the function: --loss FILE.py:{missing if named else 'FUNCTION'}",
+            evidence={"declared_loss": missing if named else None, "used": facts.loss.name},
+        )]
+
+
+DETECTORS = (LossNotRebuilt, ShapeMismatch, ConstantTarget, ZeroNormTarget, InvertedLoss, DegenerateCosineAxis,
              UnnormalizedCosineDistance, OutputRangeMismatch, LargeOutputNorm)
