@@ -7,31 +7,9 @@ import math
 from stalldoc.detectors import by_id
 from stalldoc.facts import Facts
 from stalldoc.findings import Finding, Severity
+from stalldoc.trajectory import FLAT_PROGRESS, MOVING_PROGRESS, loss_progress
 
-# Progress is the share of the way from the loss's starting value to its floor (the loss at
-# a perfect prediction) covered by the probe's steps; without a known floor, its relative
-# fall. Measured over 20 steps: healthy sample 41%, healthy zoo models 3.3% (small CNN) to
-# 84%; stalled samples 0.0-0.9%; a model that only learns its output bias because every
-# ReLU before it is dead, 2.5%. So below FLAT_PROGRESS the loss is flat; at or above
-# MOVING_PROGRESS it moves; in between it counts as stalled only when a warning-level cause
-# was found.
-FLAT_PROGRESS = 0.01
-MOVING_PROGRESS = 0.05
-
-
-def loss_progress(facts: Facts) -> float:
-    """Share of the way from the initial loss to its floor covered by the probe's steps.
-
-    Positive when the loss falls, negative when it rises, NaN when it became non-finite.
-    """
-    loss = facts.loss
-    if not (math.isfinite(loss.initial) and math.isfinite(loss.final)):
-        return float("nan")
-    floor = loss.floor if loss.floor is not None and math.isfinite(loss.floor) else None
-    if floor is not None and loss.initial - floor > 1e-12:
-        return (loss.initial - loss.final) / (loss.initial - floor)
-    return -loss.relative_change
-
+__all__ = ["FLAT_PROGRESS", "MOVING_PROGRESS", "loss_progress", "rank", "verdict"]
 
 def rank(findings: list[Finding]) -> list[Finding]:
     """Order findings root cause first and fill each finding's ``explains``."""
@@ -61,7 +39,8 @@ def rank(findings: list[Finding]) -> list[Finding]:
 
 
 def verdict(facts: Facts, findings: list[Finding]) -> str:
-    if any(f.id == "converged" for f in findings):
+    loud = any(f.severity >= Severity.WARNING for f in findings)
+    if any(f.id == "converged" for f in findings) and not loud:
         return "converged"
     # An objective fault (an inverted sign, a degenerate axis) makes the loss's own progress
     # meaningless: it may fall while the predictions move away from the targets.
@@ -72,4 +51,4 @@ def verdict(facts: Facts, findings: list[Finding]) -> str:
         return "stalled"
     if progress >= MOVING_PROGRESS:
         return "healthy"
-    return "stalled" if any(f.severity >= Severity.WARNING for f in findings) else "healthy"
+    return "stalled" if loud else "healthy"

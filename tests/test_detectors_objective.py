@@ -387,3 +387,22 @@ def test_objective_fault_ranks_before_the_symptoms_and_makes_the_verdict_stalled
     assert ids(ranked) == ["inverted-loss", "saturated-activation"]
     assert ranked[0].explains == ["saturated-activation"]
     assert verdict(facts, ranked) == "stalled"  # the loss fell, but towards the wrong answer
+
+
+def test_converged_needs_a_flat_loss_however_close_to_the_floor():
+    # Imbalanced binary cross-entropy: close to its floor relative to its range, still falling 18%.
+    falling = with_probe(loss_initial=0.156, loss_final=0.128, loss_floor=0.0)
+    assert Converged().check(falling) == []
+    flat = with_probe(loss_initial=0.0016, loss_final=0.0016, loss_floor=0.0)
+    assert ids(Converged().check(flat)) == ["converged"]
+
+
+def test_loss_not_rebuilt_names_the_function_to_pass():
+    from stalldoc.detectors.objective import LossNotRebuilt
+
+    facts = F.facts()
+    assert LossNotRebuilt().check(facts) == []
+    facts.loss.substitute_for = "cosine_difference_loss"
+    found = LossNotRebuilt().check(facts)
+    assert ids(found) == ["loss-not-rebuilt"] and found[0].severity is Severity.WARNING
+    assert "--loss FILE.py:cosine_difference_loss" in found[0].fix

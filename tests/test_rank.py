@@ -78,3 +78,10 @@ def test_report_json_contract_on_synthetic_facts():
     assert first["evidence"]["threshold"] == 10.0
     assert report.blocking("error") and report.blocking("warning")
     report.to_json()  # strict JSON: no NaN
+
+
+def test_converged_is_not_the_verdict_beside_a_warning():
+    facts = F.facts(loss_initial=0.0, loss_final=0.0, loss_floor=0.0)
+    assert verdict(facts, [finding("converged", Severity.INFO)]) == "converged"
+    assert verdict(facts, [finding("converged", Severity.INFO),
+                           finding("constant-target", Severity.ERROR)]) == "stalled"

@@ -7,6 +7,7 @@ import numpy as np
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.facts import RELU_FAMILY, SATURATING, Facts
 from stalldoc.findings import Finding
+from stalldoc.trajectory import is_moving
 
 
 class SaturatedActivation(Detector):
@@ -45,7 +46,7 @@ class SaturatedActivation(Detector):
         if not layers:
             raise Skip("no sigmoid/tanh/softmax layers with measured outputs")
         last_index = max(lf.index for lf in facts.layers)
-        moving = facts.loss.relative_change < -0.05
+        moving = is_moving(facts)
         out = []
         for lf in layers:
             fraction = float(np.median(lf.saturated_fraction))

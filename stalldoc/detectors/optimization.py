@@ -9,18 +9,7 @@ import numpy as np
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.facts import Facts, VariableFacts
 from stalldoc.findings import Finding, Severity
-
-
-def _progress(facts: Facts) -> float:
-    from stalldoc.rank import loss_progress  # rank imports the registry: import late
-
-    return loss_progress(facts)
-
-
-def _moving_progress() -> float:
-    from stalldoc.rank import MOVING_PROGRESS
-
-    return MOVING_PROGRESS
+from stalldoc.trajectory import is_flat, is_moving, loss_progress
 
 
 def kernel_update_ratios(facts: Facts) -> list[tuple[VariableFacts, float, float]]:
@@ -76,10 +65,9 @@ class LearningRateTooLow(Detector):
         if not stats:
             raise Skip("no connected kernels with measured updates")
         v, ratio, grad = max(stats, key=lambda s: s[1])
-        progress = _progress(facts)
         if ratio >= self.t["min_update_ratio"] or grad < self.t["min_grad_rms"]:
             return []
-        if math.isfinite(progress) and progress >= _moving_progress():
+        if is_moving(facts):
             return []
         lr = facts.model.learning_rate
         return [self.finding(
@@ -140,7 +128,7 @@ class LearningRateTooHigh(Detector):
                 confidence=0.8, severity=Severity.ERROR,
                 evidence={"first_non_finite_step": step, "threshold": None})]
         stats = kernel_update_ratios(facts)
-        progress = _progress(facts)
+        progress = loss_progress(facts)
         lr = facts.model.learning_rate
         lr_text = f"learning rate {fmt(lr) if lr is not None else 'unknown'}, {facts.model.optimizer}"
         if math.isfinite(progress) and progress < -self.t["max_rise"] and stats:
@@ -156,7 +144,7 @@ class LearningRateTooHigh(Detector):
         if not stats:
             return []
         v, ratio, _ = max(stats, key=lambda s: s[1])
-        if ratio > self.t["max_update_ratio"] and not (math.isfinite(progress) and progress >= _moving_progress()):
+        if ratio > self.t["max_update_ratio"] and not is_moving(facts):
             return [self.finding(
                 f"weights change by {fmt(ratio)} of their norm per step ({v.path}) > {fmt(self.t['max_update_ratio'])} "
                 f"while the loss does not fall ({lr_text})",
@@ -170,8 +158,9 @@ class LearningRateTooHigh(Detector):
 class Converged(Detector):
     """
     What it detects:
-        A loss that is flat because it is already at its floor: at the start and at the end
-        of the probe it is within ``max_gap`` of its range from the loss at a perfect
+        A loss that is flat because it is already at its floor: it moved less than 1% of
+        the way to its floor during the probe, and at the start and at the end of the probe
+        it is within ``max_gap`` of its range from the loss at a perfect
         prediction, loss(y, y). For 1 - cos (range 2) that is a mean cosine above 0.98.
 
     Why it stalls training:
@@ -209,6 +198,8 @@ class Converged(Detector):
             span = lp.range
         else:
             span = max(abs(loss.initial), abs(floor), 1e-12)
+        if not is_flat(facts):
+            return []  # a loss still moving is not at its floor, however close it is
         gaps = [(loss.initial - floor) / span, (loss.final - floor) / span]
         worst = max(gaps)
         if worst > self.t["max_gap"] or min(gaps) < -self.t["max_gap"]:
