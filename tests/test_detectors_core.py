@@ -79,12 +79,19 @@ def test_unnormalized_input_scale(mean, std, fires):
 
 
 def test_unnormalized_input_scale_spread_between_features():
-    spread = F.array("x", mean=0.0, std=[0.001, 0.01, 0.1, 2.0])  # ratio 2000 > 1000
-    close = F.array("x", mean=0.0, std=[0.01, 0.1, 1.0, 2.0])  # ratio 200
+    # One feature 2000x the typical one (RMS 2 < 10: only the spread rule can see it).
+    spread = F.array("x", mean=0.0, std=[0.001, 0.001, 0.001, 2.0])
+    close = F.array("x", mean=0.0, std=[0.001, 0.001, 0.001, 0.5])  # 500x
     found = UnnormalizedInput().check(F.facts(inputs=[spread]))
     assert ids(found) == ["unnormalized-input"]
     assert found[0].evidence["scale_spread"] == pytest.approx(2000)
     assert UnnormalizedInput().check(F.facts(inputs=[close])) == []
+
+
+def test_unnormalized_input_ignores_a_few_faint_features():
+    # Digit images scaled to [0, 1]: rare faint border pixels beside ~0.3 elsewhere.
+    digits = F.array("x", mean=0.13, std=[3e-4, 0.3, 0.31, 0.32, 0.29, 0.3], features=6)
+    assert UnnormalizedInput().check(F.facts(inputs=[digits])) == []
 
 
 def test_unnormalized_input_demoted_when_model_rescales_first():
