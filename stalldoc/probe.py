@@ -63,6 +63,23 @@ def family_of(name: str | None) -> str | None:
     return None
 
 
+def _local_gain(t, act: str | None):
+    """The activation's local derivative relative to its peak, in the graph (1 linear, 0 flat).
+
+    tanh: 1 - t^2. sigmoid: s(1 - s) / (1/4). softmax, per row: the trace of its Jacobian,
+    1 - sum(p^2), over its value at the uniform distribution, 1 - 1/K — so a uniform
+    1000-class softmax is not "saturated" for having small probabilities; a one-hot one is.
+    """
+    import tensorflow as tf
+
+    if act in ("tanh", "hard_tanh"):
+        return 1.0 - tf.square(t)
+    if act == "softmax" and t.shape[-1] is not None and t.shape[-1] > 1:
+        k = float(t.shape[-1])
+        return (1.0 - tf.reduce_sum(tf.square(t), axis=-1)) / (1.0 - 1.0 / k)
+    return 4.0 * t * (1.0 - t)
+
+
 def _count(weights) -> int:
     return int(sum(int(np.prod(w.shape)) for w in weights))
 
@@ -226,8 +243,7 @@ def run_probe(
             stds.append(tf.sqrt(variance))
             if fam == SATURATING:
                 # Local derivative relative to its peak: tanh 1 - t^2; sigmoid/softmax s(1-s), peak 1/4.
-                gain = 1.0 - tf.square(t) if act in ("tanh", "hard_tanh") else 4.0 * t * (1.0 - t)
-                gain = tf.clip_by_value(gain, 0.0, 1.0)
+                gain = tf.clip_by_value(_local_gain(t, act), 0.0, 1.0)
                 sats.append(tf.reduce_mean(tf.cast(gain < SATURATION_GAIN, tf.float32)))
                 gains.append(tf.reduce_mean(gain))
             elif fam == RELU_FAMILY:

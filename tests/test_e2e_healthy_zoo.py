@@ -86,6 +86,16 @@ def softmax_classifier_sgd(rng):
     return m, x, y
 
 
+def many_class_softmax(rng):
+    # 500 classes: every initial probability is ~1/500, which is not saturation.
+    x = _x(rng, d=32)
+    y = rng.integers(0, 500, size=len(x))
+    m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
+                          keras.layers.Dense(500, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    return m, x, y
+
+
 def small_cnn(rng):
     y = rng.integers(0, 2, size=384)
     x = (rng.random((384, 12, 12, 3)) * 0.6 + 0.4 * y[:, None, None, None]).astype("float32")
@@ -105,7 +115,7 @@ def cosine_embedding(rng):
 
 @pytest.mark.parametrize("build", [
     binary_sigmoid, tanh_sgd, normalization_layer_on_raw_data, token_ids, batchnorm_dropout,
-    deep_relu, softmax_classifier_sgd, small_cnn, cosine_embedding,
+    deep_relu, softmax_classifier_sgd, many_class_softmax, small_cnn, cosine_embedding,
 ], ids=lambda f: f.__name__)
 def test_healthy_model_raises_nothing_at_warning_level(build):
     keras.utils.set_random_seed(7)
@@ -113,4 +123,5 @@ def test_healthy_model_raises_nothing_at_warning_level(build):
     report = diagnose_dataset(model, Dataset("memory.npz", {"input": x}, y, ["x"], "y"), Options(steps=20))
     loud = [f"{f.id}: {f.message}" for f in report.blocking("warning")]
     assert loud == []
-    assert report.verdict == "healthy", report.loss
+    if build is not many_class_softmax:  # random labels: it can only memorize, slowly
+        assert report.verdict == "healthy", report.loss

@@ -15,7 +15,9 @@ class SaturatedActivation(Detector):
     What it detects:
         Sigmoid, tanh or softmax layers whose outputs sit in the flat tails of the
         function. An output counts as saturated when the activation's local derivative
-        there is below 5% of its peak (sigmoid below 0.013 or above 0.987, |tanh| > 0.975).
+        there is below 5% of its peak (sigmoid below 0.013 or above 0.987, |tanh| > 0.975);
+        a softmax row when 1 - sum(p^2) is below 5% of its value at the uniform
+        distribution (one class takes almost all the mass).
 
     Why it stalls training:
         Backpropagation multiplies the gradient by that local derivative: a saturated unit
