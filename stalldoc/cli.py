@@ -81,16 +81,21 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
     fail_on = _first(fail_on, config.fail_on, "warning")
     steps = _first(steps, config.steps)
     batch_size = _first(batch_size, config.batch_size)
-    options = Options(loss=_first(loss_spec, config.loss, "auto"), steps=steps or DEFAULT_STEPS,
-                      batch_size=batch_size or DEFAULT_BATCH_SIZE,
+    options = Options(loss=_first(loss_spec, config.loss, "auto"), steps=_first(steps, DEFAULT_STEPS),
+                      batch_size=_first(batch_size, DEFAULT_BATCH_SIZE),
                       seed=_first(seed, config.seed, DEFAULT_SEED), unsafe=unsafe,
                       select=_id_list(select, "--select") if select is not None else config.select,
                       ignore=_id_list(ignore, "--ignore") if ignore is not None else config.ignore,
                       thresholds=config.thresholds)
-    if steps is not None and steps < 1:
-        _fail(f"--steps must be at least 1, got {steps}")
-    if batch_size is not None and batch_size < 1:
-        _fail(f"--batch-size must be at least 1, got {batch_size}")
+    try:
+        options.validate()
+    except StalldocError as exc:
+        _fail(str(exc))
+    for target in (output, export_svg, export_html):
+        # Before the probe runs, not after: a typo in -o should not cost a diagnosis.
+        parent = os.path.dirname(os.path.abspath(target)) if target else None
+        if parent and not os.path.isdir(parent):
+            _fail(f"{target}: cannot write there: directory {parent} does not exist")
     progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
     try:
         with progress:

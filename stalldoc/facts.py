@@ -1,7 +1,7 @@
 """Facts: everything the probe measured, as plain Python and NumPy values.
 
-Facts are the only thing detectors see. They are collected once (by ``stalldoc.probe``
-and ``stalldoc.datastats``) and never import TensorFlow, so detectors can be tested on
+Facts are the only thing detectors see. They are collected once (by ``stalldoc.probe``,
+``stalldoc.dataset`` and ``stalldoc.lossprobe``) and never import TensorFlow, so detectors can be tested on
 synthetic facts built by hand.
 """
 

@@ -33,9 +33,9 @@ class Options:
 
     def validate(self) -> None:
         if self.steps < 1:
-            raise InputError(f"--steps must be at least 1, got {self.steps}")
+            raise InputError(f"steps (--steps) must be at least 1, got {self.steps}")
         if self.batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise InputError(f"batch size (--batch-size) must be at least 1, got {self.batch_size}")
 
 
 def check_files(model_path: str, data_path: str, options: Options,
@@ -68,6 +68,10 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     from stalldoc.probe import run_probe
 
     options.validate()
+    outputs = len(getattr(model, "outputs", None) or [])
+    if outputs > 1:
+        raise InputError(f"{model_path or 'model'}: the model has {outputs} outputs; stalldoc diagnoses "
+                         "single-output models (multi-output support is not there yet)")
     _check_shapes(model, dataset)
     _stage(on_stage, "measuring data")
     # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.

@@ -184,7 +184,22 @@ def _learning_rate(optimizer) -> float | None:
             return None
 
 
-def run_probe(
+def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> Facts:
+    """Run the instrumented steps. Each call traces its own step function, which TensorFlow
+    reports as "retracing" when a program diagnoses several models: that note is not for the
+    user, so TensorFlow's logger is held at ERROR for the duration."""
+    import tensorflow as tf
+
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel("ERROR")
+    try:
+        return _run_probe(model, dataset, loss, **kwargs)
+    finally:
+        tf_logger.setLevel(level)
+
+
+def _run_probe(
     model,
     dataset: Dataset,
     loss: ResolvedLoss,

@@ -397,7 +397,7 @@ def test_junit_from_cli_follows_fail_on(fake_check):
 def test_unwritable_output_exits_two(fake_check, tmp_path):
     fake_check(healthy_report())
     result = run("--format", "json", "-o", str(tmp_path / "no" / "such" / "dir.json"))
-    assert result.exit_code == 2 and "cannot write the report" in result.stderr
+    assert result.exit_code == 2 and "cannot write there" in result.stderr
 
 
 def test_github_format_chosen_under_github_actions(fake_check):
@@ -420,7 +420,7 @@ def test_export_svg_and_html(fake_check, tmp_path):
     page = html.read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and "unnormalized-input" in page
     bad = run("--export-svg", str(tmp_path / "missing" / "r.svg"))
-    assert bad.exit_code == 2 and "cannot write the export" in bad.stderr
+    assert bad.exit_code == 2 and "cannot write there" in bad.stderr
 
 
 def test_cli_import_stays_light():

@@ -92,7 +92,7 @@ class Detector:
 
     @classmethod
     def default_fix(cls) -> str:
-        return " ".join(cls.doc_section("How to fix").split())
+        return " ".join(cls.doc_section("How to fix").replace("``", "`").split())
 
 
 def ramp(value: float, low: float, high: float) -> float:

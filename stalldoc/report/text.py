@@ -50,7 +50,7 @@ def _headline(report: Report) -> Panel:
     progress, floor = loss.get("progress"), loss.get("floor")
     if progress is None or not math.isfinite(progress):
         change_text = "the loss is not finite"
-    elif floor is not None and math.isfinite(floor):
+    elif floor is not None and math.isfinite(floor) and floor < loss["initial"]:  # an inverted loss has no floor
         change_text = f"{fmt(progress * 100)}% of the way to its floor {fmt(floor)}"
     else:
         change_text = f"{-progress * 100:+.2f}%"
