@@ -251,3 +251,39 @@ def test_unnormalized_input_skips_integer_index_inputs():
     tokens.consumed_as_indices = True
     with pytest.raises(Skip, match="indices"):
         UnnormalizedInput().check(F.facts(inputs=[tokens]))
+
+
+# --- unnormalized-target ---------------------------------------------------------------
+
+def _target_probe(spread):
+    from stalldoc.facts import LossProbeFacts
+
+    curve = np.array([0.0, 1.0, 2.0])
+    return LossProbeFacts(
+        aligned=0.0, anti_aligned=2.0, orthogonal=1.0, alignment_cosines=np.array([1.0, 0.0, -1.0]),
+        alignment_curve=curve, scale_factors=np.array([0.1, 1.0, 10.0]), prediction_scale_curve=curve,
+        aligned_scale_curve=curve, target_scale_curve=curve, scale_spread=spread, target_scale_spread=spread,
+        norm_reward=0.0, affine_residual=0.0, reduced_axis_length=4, sensitivity=0.5, shuffled=1.0,
+        batch_axis_coupling=0.0, batch_axis_coupled=False, zero_target_finite=True,
+        zero_prediction_finite=True, finite=True, is_cosine_like=spread == 0)
+
+
+@pytest.mark.parametrize("target_rms,spread,fires", [
+    (5e4, 1e5, True),    # house prices under MSE
+    (9.0, 1e2, False),   # RMS 9 < 10
+    (11.0, 1e2, True),
+    (5e4, 0.0, False),   # a cosine does not care about the targets' scale
+])
+def test_unnormalized_target(target_rms, spread, fires):
+    from stalldoc.detectors.data import UnnormalizedTarget
+
+    facts = F.facts(targets=F.array("y", mean=0.0, std=target_rms), loss_probe=_target_probe(spread))
+    found = UnnormalizedTarget().check(facts)
+    assert (ids(found) == ["unnormalized-target"]) is fires
+
+
+def test_unnormalized_target_skips_without_a_loss_probe():
+    from stalldoc.detectors.data import UnnormalizedTarget
+
+    with pytest.raises(Skip):
+        UnnormalizedTarget().check(F.facts(targets=F.array("y", std=5e4)))

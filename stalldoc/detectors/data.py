@@ -187,4 +187,63 @@ class UnnormalizedInput(Detector):
         return out
 
 
-DETECTORS = (NonFiniteData, ConstantInput, UnnormalizedInput)
+class UnnormalizedTarget(Detector):
+    """
+    What it detects:
+        Targets far from unit scale (e.g. prices or counts in the thousands) under a loss
+        whose value depends on the targets' scale (MSE, MAE, Huber — measured by scaling
+        the targets in the loss probe; a cosine is exempt).
+
+    Why it stalls training:
+        A network initialized for unit-scale outputs must grow its output weights by orders
+        of magnitude to reach such targets. With Adam, each step moves a weight by about the
+        learning rate, so the loss crawls; with SGD the squared error's gradient is so large
+        that the step explodes. Either way the gradients and the loss say "explosion" or
+        "flat" while the cause is the targets' scale.
+
+    How to fix:
+        Standardize the targets, (y - mean) / std on the training set, train on that, and
+        invert the transform at prediction time; or predict log(y) for positive quantities
+        spanning decades.
+
+    Thresholds:
+        max_rms: the largest per-feature target RMS sqrt(mean^2 + std^2) allowed.
+        min_target_scale_spread: the loss counts as scale-dependent when scaling the
+            targets changes it by more than this share of its range.
+    """
+
+    id = "unnormalized-target"
+    area = "data"
+    summary = "regression targets far from unit scale under a scale-dependent loss"
+    severity = Severity.ERROR
+    thresholds = (
+        Threshold("max_rms", 10.0, "largest per-feature target RMS allowed"),
+        Threshold("min_target_scale_spread", 0.01, "target-scale sensitivity of the loss"),
+    )
+    explains = ("exploding-gradient", "learning-rate-too-low", "learning-rate-too-high",
+                "large-output-norm", "saturated-activation")
+    causal_rank = 2
+
+    def check(self, facts: Facts) -> list[Finding]:
+        lp = facts.loss_probe
+        if lp is None:
+            raise Skip("the loss probe did not run: whether the loss depends on the targets' scale is unknown")
+        y = facts.targets
+        if y.features == 0:
+            raise Skip("no target features")
+        rms = y.feature_rms[np.isfinite(y.feature_rms)]
+        if not rms.size:
+            return []
+        largest = float(rms.max())
+        if largest <= self.t["max_rms"] or lp.target_scale_spread <= self.t["min_target_scale_spread"]:
+            return []
+        return [self.finding(
+            f"{y.name} is far from unit scale: largest target RMS {fmt(largest)} > {fmt(self.t['max_rms'])}, "
+            f"and the loss depends on the targets' scale (spread {fmt(lp.target_scale_spread)} of its range)",
+            confidence=0.6 + 0.35 * ramp(math.log10(largest / self.t["max_rms"]), 0, 2),
+            evidence={"array": y.name, "max_rms": largest, "threshold": self.t["max_rms"],
+                      "target_scale_spread": lp.target_scale_spread},
+        )]
+
+
+DETECTORS = (NonFiniteData, ConstantInput, UnnormalizedInput, UnnormalizedTarget)
