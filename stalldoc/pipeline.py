@@ -127,6 +127,12 @@ def _probe_loss(loss, dataset: Dataset, facts: Facts, options: Options):
                             output_min=pred.output_min if pred else None,
                             output_max=pred.output_max if pred else None, seed=options.seed)
     except Exception as exc:  # noqa: BLE001 - e.g. sparse labels: no prediction shaped like the targets
+        if pred is not None and _class_ids(facts, pred):
+            facts.notes.append(
+                f"the targets are class ids (one per sample) for outputs of shape {tuple(pred.output_shape)}: "
+                "the loss probe and the checks that need targets shaped like the predictions "
+                "(cosine traps, target scale) do not apply")
+            return None
         text = " ".join(str(exc).split())[:160]
         facts.notes.append(f"loss probe skipped: the loss cannot be evaluated on predictions shaped like "
                            f"the targets ({type(exc).__name__}: {text})")
@@ -135,6 +141,17 @@ def _probe_loss(loss, dataset: Dataset, facts: Facts, options: Options):
         pred.best_reachable_cosine = result.positive_part_cosine
     facts.notes.extend(result.notes)
     return result
+
+
+def _class_ids(facts: Facts, pred) -> bool:
+    """Sparse labels: integer-valued targets with one value per sample, against wider outputs."""
+    y = facts.targets
+    per_sample = int(np.prod(pred.target_shape)) if pred.target_shape else 1
+    wider = int(np.prod(pred.output_shape)) if pred.output_shape else 1
+    if per_sample != 1 or wider <= 1 or y.features == 0:
+        return False
+    lo, hi = y.feature_min, y.feature_max
+    return bool(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo >= 0) and np.all(hi < wider))
 
 
 def build_report(facts: Facts, options: Options | None = None) -> Report:

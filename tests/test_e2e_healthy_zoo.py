@@ -125,3 +125,12 @@ def test_healthy_model_raises_nothing_at_warning_level(build):
     assert loud == []
     if build is not many_class_softmax:  # random labels: it can only memorize, slowly
         assert report.verdict == "healthy", report.loss
+
+
+def test_sparse_labels_are_explained_not_reported_as_a_loss_error():
+    keras.utils.set_random_seed(7)
+    model, x, y = softmax_classifier_sgd(np.random.default_rng(7))
+    report = diagnose_dataset(model, Dataset("memory.npz", {"input": x}, y, ["x"], "y"), Options(steps=5))
+    notes = " ".join(report.facts.notes)
+    assert "class ids (one per sample)" in notes
+    assert "ValueError" not in notes
