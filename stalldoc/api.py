@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from stalldoc.dataset import validate_array
 from stalldoc.errors import InputError
 from stalldoc.findings import Report
 
@@ -122,14 +123,7 @@ def _array(value: Any, name: str) -> np.ndarray:
         arr = np.asarray(value)
     except Exception as exc:  # noqa: BLE001 - e.g. ragged nested lists
         raise InputError(f"{name}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
-    if arr.dtype.kind not in "biuf":
-        raise InputError(f"{name}: has dtype {arr.dtype}, expected numbers")
-    if arr.ndim == 0:
-        raise InputError(f"{name}: is a scalar, expected samples along axis 0")
-    if arr.shape[0] == 0:
-        raise InputError(f"{name}: has zero samples")
-    if arr.size == 0:
-        raise InputError(f"{name}: has shape {arr.shape}: each sample is empty")
+    validate_array(arr, f"{name}:")
     return arr
 
 

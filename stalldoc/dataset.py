@@ -79,7 +79,7 @@ def load_dataset(path: str, input_names: list[str], *, x_key: str | None = None,
     inputs = {name: arrays[key] for name, key in zip(input_names or ["input"], x_names)}
     targets = arrays[y_name]
     for key, arr in [*zip(x_names, inputs.values()), (y_name, targets)]:
-        _validate_array(path, key, arr)
+        validate_array(arr, f"{path}: array {key!r}")
     samples = targets.shape[0]
     for key, arr in zip(x_names, inputs.values()):
         if arr.shape[0] != samples:
@@ -87,15 +87,16 @@ def load_dataset(path: str, input_names: list[str], *, x_key: str | None = None,
     return Dataset(path=path, inputs=inputs, targets=targets, x_keys=x_names, y_key=y_name)
 
 
-def _validate_array(path: str, key: str, arr: np.ndarray) -> None:
+def validate_array(arr, label: str) -> None:
+    """Numbers, samples along axis 0, something in each sample; ``label`` names it in errors."""
     if arr.dtype.kind not in "biuf":
-        raise InputError(f"{path}: array {key!r} has dtype {arr.dtype}, expected numbers")
+        raise InputError(f"{label} has dtype {arr.dtype}, expected numbers")
     if arr.ndim == 0:
-        raise InputError(f"{path}: array {key!r} is a scalar (0-d), expected samples along axis 0")
+        raise InputError(f"{label} is a scalar (0-d), expected samples along axis 0")
     if arr.shape[0] == 0:
-        raise InputError(f"{path}: array {key!r} has zero samples")
+        raise InputError(f"{label} has zero samples")
     if arr.size == 0:
-        raise InputError(f"{path}: array {key!r} has shape {tuple(arr.shape)}: each sample is empty")
+        raise InputError(f"{label} has shape {tuple(arr.shape)}: each sample is empty")
 
 
 def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:

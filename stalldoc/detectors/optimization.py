@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
+from stalldoc.detectors.gradients import grad_rms
 from stalldoc.facts import Facts, VariableFacts
 from stalldoc.findings import Finding, Severity
 from stalldoc.trajectory import is_flat, is_moving, loss_progress
@@ -21,7 +22,7 @@ def kernel_update_ratios(facts: Facts) -> list[tuple[VariableFacts, float, float
         ratio = v.update_ratio[np.isfinite(v.update_ratio)]
         if ratio.size == 0:
             continue
-        grad = float(np.median(v.grad_norm)) / math.sqrt(max(1, v.size))
+        grad = grad_rms(v)
         out.append((v, float(np.median(ratio)), grad))
     return out
 
