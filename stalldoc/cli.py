@@ -11,7 +11,7 @@ import traceback
 import click
 
 from stalldoc import __version__
-from stalldoc.errors import StalldocError
+from stalldoc.errors import StalldocError, one_line
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FAIL_ON = ("error", "warning", "info", "never")
@@ -106,13 +106,13 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
     except KeyboardInterrupt:
         _fail("interrupted")
     except Exception as exc:  # noqa: BLE001 - never a bare traceback
-        _fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+        _fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
               "(rerun with --debug for the traceback)", debug)
 
     try:
         _emit(report, fmt, output, fail_on, export_svg, export_html)
     except Exception as exc:  # noqa: BLE001 - a renderer bug is an internal error (exit 2), not a traceback
-        _fail(f"internal error while rendering: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", debug)
+        _fail(f"internal error while rendering: {type(exc).__name__}: {one_line(exc)}", debug)
 
     if report.errors:
         click.echo(f"stalldoc: error: {len(report.errors)} detector(s) crashed: "

@@ -10,7 +10,7 @@ import zipfile
 import zlib
 from typing import Any
 
-from stalldoc.errors import InputError
+from stalldoc.errors import InputError, one_line
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -41,11 +41,6 @@ def quiet_tensorflow() -> None:
         os.close(devnull)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 240 else text[:237] + "..."
-
-
 def check_model_path(path: str) -> None:
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
@@ -69,7 +64,7 @@ def _check_archive(path: str) -> None:
             bad = zf.testzip()
     except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile,
             zipfile.LargeZipFile, zlib.error) as exc:
-        raise InputError(f"{path}: corrupt .keras file ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: corrupt .keras file ({one_line(exc)})") from exc
     if bad is not None:
         raise InputError(f"{path}: corrupt .keras file (member {bad} fails its checksum)")
 
@@ -94,8 +89,8 @@ def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any
             model = _load(keras, path, compile=False, safe_mode=safe_mode, custom_objects=custom_objects)
         except Exception as exc2:  # noqa: BLE001
             _refuse_if_code(path, exc2)
-            raise InputError(f"{path}: cannot load the Keras model ({_one_line(exc2)})") from exc2
-        notes.append(f"the compiled loss/optimizer could not be rebuilt ({_one_line(exc)}); "
+            raise InputError(f"{path}: cannot load the Keras model ({one_line(exc2)})") from exc2
+        notes.append(f"the compiled loss/optimizer could not be rebuilt ({one_line(exc)}); "
                      "loaded without compile information")
     try:
         inputs = model.inputs

@@ -10,7 +10,7 @@ import numpy as np
 
 from stalldoc.dataset import Dataset, array_facts, load_dataset, prepare_probe_sample
 from stalldoc.detectors import run_detectors
-from stalldoc.errors import InputError
+from stalldoc.errors import InputError, one_line
 from stalldoc.facts import Facts
 from stalldoc.findings import Report
 from stalldoc.rank import loss_progress, rank, verdict
@@ -85,7 +85,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
-        raise InputError(f"--loss {options.loss}: cannot be resolved ({_error_text(exc)})") from exc
+        raise InputError(f"--loss {options.loss}: cannot be resolved ({one_line(exc)})") from exc
     _stage(on_stage, "probing")
     try:
         # NaN/Inf data is reported by non-finite-data; numpy's cast warnings are only noise.
@@ -96,7 +96,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
-        text = _error_text(exc)
+        text = one_line(exc)
         bad = [f"{a.name} holds {a.non_finite} NaN/Inf values" for a in [*input_facts, target_facts]
                if a.non_finite]
         hint = f"; note: {', '.join(bad)}" if bad else ""
@@ -133,7 +133,7 @@ def _probe_loss(loss, dataset: Dataset, facts: Facts, options: Options):
                 "the loss probe and the checks that need targets shaped like the predictions "
                 "(cosine traps, target scale) do not apply")
             return None
-        text = " ".join(str(exc).split())[:160]
+        text = one_line(exc, 160)
         facts.notes.append(f"loss probe skipped: the loss cannot be evaluated on predictions shaped like "
                            f"the targets ({type(exc).__name__}: {text})")
         return None
@@ -185,20 +185,6 @@ def _check_shapes(model, dataset: Dataset) -> None:
             shown = "(N, " + ", ".join("?" if e is None else str(e) for e in expected) + ")"
             raise InputError(f"{dataset.path}: input {dataset.x_keys[list(dataset.inputs).index(name)]!r} "
                              f"has shape {tuple(arr.shape)}, but the model expects {shown}")
-
-
-def _error_text(exc: BaseException) -> str:
-    """One line of an exception's text. TensorFlow's errors embed a traceback ("in user
-    code: File ...", "Graph execution error: ... (most recent call last)") around the
-    actual message: keep that message."""
-    text = str(exc)
-    if "in user code:" in text or "most recent call last" in text:
-        # The message is the last line that is neither a node annotation nor a file line.
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        lines = [line for line in lines if not line.startswith(("[[", "File "))]
-        text = lines[-1] if lines else text
-    text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _stage(callback: Callable[[str], None] | None, text: str) -> None:
