@@ -9,6 +9,7 @@ missing.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -105,8 +106,8 @@ def ramp(value: float, low: float, high: float) -> float:
 def fmt(value: float) -> str:
     """A number for a message: 3 significant digits, scientific when tiny or huge."""
     value = float(value)
-    if value != value:
-        return "nan"
+    if not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
     if value == 0:
         return "0"
     if abs(value) < 1e-3 or abs(value) >= 1e5:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from stalldoc.detectors.base import fmt
 from stalldoc.findings import Finding, Report, Severity
 
 
@@ -20,20 +21,13 @@ def fail_level(fail_on: Severity | str | None) -> Severity | None:
 
 
 def num(value: Any) -> str:
-    """A number as a message shows it (3 significant digits), or n/a."""
+    """A number as a message shows it (see detectors.base.fmt), or n/a / the text itself."""
     if value is None:
         return "n/a"
     try:
-        number = float(value)
+        return fmt(float(value))
     except (TypeError, ValueError):
         return str(value)
-    if not math.isfinite(number):
-        return "nan" if number != number else ("inf" if number > 0 else "-inf")
-    if number == 0:
-        return "0"
-    if abs(number) < 1e-3 or abs(number) >= 1e5:
-        return f"{number:.2e}"
-    return f"{number:.3g}"
 
 
 def loss_line(report: Report) -> str:
