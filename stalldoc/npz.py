@@ -72,7 +72,7 @@ def _read_header(fh, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
             raise ValueError(f"unsupported .npy format version {version}")
     except InputError:
         raise
-    except _READ_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - NumPy parses the header with ast/tokenize: any error is corruption
         raise InputError(f"{where}: not a valid .npy array ({_short(exc)})") from exc
     if dtype.hasobject:
         raise InputError(f"{where}: holds a pickled object array, which stalldoc refuses to load")

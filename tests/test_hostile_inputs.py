@@ -123,7 +123,20 @@ DATA_CASES = {
     "corrupt .npy": (lambda t: _write(t / "bad.npy", b"\x93NUMPY\x01\x00garbage"), [], "not a valid .npy"),
     "corrupt deflate stream": (_corrupt_deflate, [], "corrupt"),
     "header lies about size": (_lying_header, [], "truncated or corrupt"),
+    # Found by the fuzz test: NumPy's header parser raises tokenize.TokenError here.
+    "header dict never closes": (lambda t: _write(t / "cut.npz", _zip({"x.npy": _unclosed_header(X)})),
+                                 [], "not a valid .npy"),
 }
+
+
+def _unclosed_header(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    raw = bytearray(buf.getvalue())
+    raw[raw.index(b"}")] = ord("|")
+    return bytes(raw)
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
