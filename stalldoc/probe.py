@@ -66,13 +66,18 @@ def family_of(name: str | None) -> str | None:
 def _local_gain(t, act: str | None):
     """The activation's local derivative relative to its peak, in the graph (1 linear, 0 flat).
 
-    tanh: 1 - t^2. sigmoid: s(1 - s) / (1/4). softmax, per row: the trace of its Jacobian,
+    tanh: 1 - t^2. sigmoid: s(1 - s) / (1/4). hard_sigmoid/hard_tanh: 1 inside their linear
+    part, 0 where clipped. softmax, per row: the trace of its Jacobian,
     1 - sum(p^2), over its value at the uniform distribution, 1 - 1/K — so a uniform
     1000-class softmax is not "saturated" for having small probabilities; a one-hot one is.
     """
     import tensorflow as tf
 
-    if act in ("tanh", "hard_tanh"):
+    if act == "hard_sigmoid":  # piecewise linear: full slope inside (0, 1), none at the clips
+        return tf.cast((t > 0.0) & (t < 1.0), t.dtype)
+    if act == "hard_tanh":
+        return tf.cast(tf.abs(t) < 1.0, t.dtype)
+    if act == "tanh":
         return 1.0 - tf.square(t)
     if act == "softmax" and t.shape[-1] is not None and t.shape[-1] > 1:
         k = float(t.shape[-1])

@@ -2,7 +2,9 @@
 
 They read ``facts.loss_probe`` (the loss measured on real targets and constructed
 predictions, see ``stalldoc.lossprobe``) and ``facts.predictions`` (the model's outputs
-against the targets during the probe). None of them looks at a loss's or layer's name.
+against the targets during the probe). None of them looks at a loss's or layer's name;
+output-range-mismatch identifies the output activation by its function (ReLU, softmax,
+sigmoid), as the model's config serializes it, and confirms its range on the outputs.
 """
 
 from __future__ import annotations
@@ -333,7 +335,9 @@ class LargeOutputNorm(Detector):
         if pred is None or not np.isfinite(pred.output_norm_mean).any():
             raise Skip("no prediction norms measured (outputs and targets have different shapes)")
         if not lp.is_cosine_like:
-            raise Skip(f"the loss is not invariant to the prediction's scale (spread {fmt(lp.scale_spread)})")
+            why = (f"it depends on the prediction's scale (spread {fmt(lp.scale_spread)})"
+                   if lp.scale_spread >= 1e-3 else "it does not fall as predictions align with the targets")
+            raise Skip(f"the loss does not behave like a cosine: {why}")
         norm = float(np.nanmedian(pred.output_norm_mean))
         if norm <= self.t["max_output_norm"]:
             return []
