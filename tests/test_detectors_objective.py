@@ -220,7 +220,7 @@ def test_large_output_norm_is_a_note_when_the_loss_still_moves():
 
 def test_large_output_norm_skips_a_loss_that_sees_the_scale():
     lp = probe(pred_scale=SCALES**2)  # MSE-like
-    with pytest.raises(Skip, match="not invariant"):
+    with pytest.raises(Skip, match="depends on the prediction's scale"):
         LargeOutputNorm().check(with_probe(lp, predictions=F.predictions(output_norm=500.0)))
 
 
