@@ -71,10 +71,6 @@ class LayerFacts:
     # RELU_FAMILY layers: per unit (last axis), fraction of samples (and positions) where it is > 0.
     unit_active_rate: np.ndarray | None = None  # shape (units,), averaged over steps
 
-    @property
-    def has_weights(self) -> bool:
-        return self.trainable_params > 0
-
 
 @dataclass
 class VariableFacts:
@@ -219,10 +215,6 @@ class Facts:
     data_path: str | None = None
     samples: int = 0
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def trainable_variables(self) -> list[VariableFacts]:
-        return self.variables
 
     def connected_variables(self) -> list[VariableFacts]:
         return [v for v in self.variables if not v.grad_is_none]
