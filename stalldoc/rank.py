@@ -39,7 +39,7 @@ def rank(findings: list[Finding]) -> list[Finding]:
 
 
 def verdict(facts: Facts, findings: list[Finding]) -> str:
-    loud = any(f.severity >= Severity.WARNING for f in findings)
+    loud = any(f.severity >= Severity.WARNING and not by_id(f.id).caveat for f in findings)
     if any(f.id == "converged" for f in findings) and not loud:
         return "converged"
     # An objective fault (an inverted sign, a degenerate axis) makes the loss's own progress

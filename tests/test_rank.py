@@ -85,3 +85,23 @@ def test_converged_is_not_the_verdict_beside_a_warning():
     assert verdict(facts, [finding("converged", Severity.INFO)]) == "converged"
     assert verdict(facts, [finding("converged", Severity.INFO),
                            finding("constant-target", Severity.ERROR)]) == "stalled"
+
+
+def test_a_caveat_never_makes_the_verdict_stalled():
+    # 3% of the way in 20 steps: slow. A warning that the loss had to be substituted is a
+    # caveat about the diagnosis, not a cause of stalling.
+    slow = F.facts(loss_initial=1.0, loss_final=0.97, loss_floor=0.0)
+    assert verdict(slow, [finding("loss-not-rebuilt")]) == "healthy"
+    assert verdict(slow, [finding("loss-not-rebuilt"), finding("dead-relu")]) == "stalled"
+
+
+def test_a_caveat_is_never_labelled_root_cause():
+    from stalldoc.report._common import first_finding_label
+
+    facts = F.facts(loss_initial=1.0, loss_final=1.0)
+    report = build_report(facts)
+    report.findings = [finding("loss-not-rebuilt")]
+    report.verdict = "stalled"
+    assert first_finding_label(report) == "top finding"
+    report.findings = [finding("dead-relu")]
+    assert first_finding_label(report) == "root cause"

@@ -44,6 +44,9 @@ class Detector:
     # Lower runs earlier in the causal chain: data < objective < optimization < activations
     # < gradients. Used to order root causes of equal severity.
     causal_rank: ClassVar[int] = 50
+    # A caveat is about the diagnosis itself (e.g. the loss it had to use), not a reason the
+    # training stalls: it never makes the verdict "stalled" and is never called a root cause.
+    caveat: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         known = {t.name: t for t in self.thresholds}

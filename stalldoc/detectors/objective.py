@@ -561,6 +561,7 @@ class LossNotRebuilt(Detector):
     summary = "the model's own compiled loss could not be rebuilt; a substitute was used"
     severity = Severity.WARNING
     causal_rank = 9
+    caveat = True
 
     def check(self, facts: Facts) -> list[Finding]:
         missing = facts.loss.substitute_for

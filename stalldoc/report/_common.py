@@ -81,3 +81,13 @@ def counts(report: Report) -> str:
         if n:
             parts.append(f"{n} {sev.label}{'s' if n != 1 else ''}")
     return ", ".join(parts) or "no findings"
+
+
+def first_finding_label(report: Report) -> str:
+    """"root cause" when the run stalled and the first finding is a cause, else "top finding"."""
+    from stalldoc.detectors import by_id
+
+    root = report.root_cause
+    if root is not None and report.verdict == "stalled" and not by_id(root.id).caveat:
+        return "root cause"
+    return "top finding"

@@ -9,7 +9,7 @@ See https://docs.github.com/actions/reference/workflow-commands-for-github-actio
 from __future__ import annotations
 
 from stalldoc.findings import Report, Severity
-from stalldoc.report._common import counts, loss_line
+from stalldoc.report._common import counts, first_finding_label, loss_line
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -38,7 +38,7 @@ def render(report: Report, **_: object) -> str:
             body += f"\nfix: {f.fix}"
         if f.explains:
             body += f"\nexplains: {', '.join(f.explains)}"
-        if rank == 1 and report.verdict == "stalled":
+        if rank == 1 and first_finding_label(report) == "root cause":
             body = "root cause: " + body
         lines.append(_command(COMMAND[f.severity], body, file=model, title=title))
     if report.verdict == "stalled" and not report.findings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stalldoc.findings import Report, Severity
-from stalldoc.report._common import counts, loss_line
+from stalldoc.report._common import counts, first_finding_label, loss_line
 
 BADGE = {"stalled": "🔴 stalled", "healthy": "🟢 healthy", "converged": "🔵 converged"}
 SEVERITY = {Severity.ERROR: "❌ error", Severity.WARNING: "⚠️ warning", Severity.INFO: "ℹ️ info"}
@@ -27,7 +27,7 @@ def render(report: Report, **_: object) -> str:
     out.append("")
     root = report.root_cause
     if root is not None:
-        label = "Root cause" if report.verdict == "stalled" else "Top finding"
+        label = first_finding_label(report).capitalize()
         out += [f"**{label}:** {code(root.id)} — {cell(root.message)}", ""]
     elif report.verdict == "stalled":
         out += ["The loss did not move and no detector found a cause.", ""]

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from stalldoc.detectors.base import fmt
 from stalldoc.findings import Report, Severity
+from stalldoc.report._common import first_finding_label
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
 VERDICT_STYLE = {"stalled": "bold white on red", "healthy": "bold white on green",
@@ -62,7 +63,7 @@ def _headline(report: Report) -> Panel:
     )
     root = report.root_cause
     if root is not None:
-        body.append("\nroot cause: " if report.verdict == "stalled" else "\ntop finding: ", style="dim")
+        body.append(f"\n{first_finding_label(report)}: ", style="dim")
         body.append(root.id, style=SEVERITY_STYLE[root.severity])
         body.append(f" — {root.message}")
     elif report.verdict == "stalled":
