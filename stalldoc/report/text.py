@@ -153,9 +153,11 @@ def _footer(report: Report) -> Text:
     if report.facts is not None:
         for note in report.facts.notes:
             text.append(f"note: {note}\n", style="dim")
-    if report.skipped:
-        text.append("skipped: " + "; ".join(f"{s.detector} ({s.reason})" for s in report.skipped) + "\n",
-                    style="dim")
+    by_reason: dict[str, list[str]] = {}
+    for skipped in report.skipped:
+        by_reason.setdefault(skipped.reason, []).append(skipped.detector)
+    for reason, detectors in by_reason.items():
+        text.append(f"skipped {', '.join(detectors)}: {reason}\n", style="dim")
     for e in report.errors:
         text.append(f"detector {e.detector} crashed: {e.error}\n", style="bold red")
     if report.passed:
