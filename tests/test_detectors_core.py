@@ -287,3 +287,31 @@ def test_unnormalized_target_skips_without_a_loss_probe():
 
     with pytest.raises(Skip):
         UnnormalizedTarget().check(F.facts(targets=F.array("y", std=5e4)))
+
+
+# --- vanishing-activation --------------------------------------------------------------
+
+def _with_output_rms(lf, rms):
+    lf.output_mean = np.zeros(F.STEPS)
+    lf.output_std = np.full(F.STEPS, rms)
+    return lf
+
+
+@pytest.mark.parametrize("rms,fires", [(1e-12, True), (5e-5, True), (5e-4, False), (0.4, False)])
+def test_vanishing_activation_threshold_both_sides(rms, fires):
+    from stalldoc.detectors.activations import VanishingActivation
+
+    layers = [_with_output_rms(F.layer("base", 0, activation="linear"), rms),
+              _with_output_rms(F.layer("head", 1), 0.3)]
+    found = VanishingActivation().check(F.facts(inputs=[F.array("x", std=1.0)], layers=layers))
+    assert (ids(found) == ["vanishing-activation"]) is fires
+    if fires:
+        assert found[0].layer == "base"
+
+
+def test_vanishing_activation_is_relative_to_the_inputs_scale():
+    from stalldoc.detectors.activations import VanishingActivation
+
+    layers = [_with_output_rms(F.layer("base", 0), 1e-6)]
+    tiny_inputs = F.array("x", mean=0.0, std=1e-3)  # ratio 1e-3: the layer just follows its input
+    assert VanishingActivation().check(F.facts(inputs=[tiny_inputs], layers=layers)) == []

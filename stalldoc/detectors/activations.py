@@ -97,7 +97,7 @@ class DeadRelu(Detector):
         Threshold("max_dead_fraction", 0.5, "fraction of dead units per layer"),
     )
     # A fully dead stack makes the output a constant (its bias), zero at initialization.
-    explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target")
+    explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target", "vanishing-activation")
     causal_rank = 31
 
     def check(self, facts: Facts) -> list[Finding]:
@@ -124,4 +124,59 @@ class DeadRelu(Detector):
         return out
 
 
-DETECTORS = (SaturatedActivation, DeadRelu)
+class VanishingActivation(Detector):
+    """
+    What it detects:
+        A layer whose outputs are ~0 although the model's inputs are not: its output RMS
+        sqrt(mean^2 + std^2) (median over the probe's steps) is below ``max_ratio`` of the
+        inputs' RMS. The first such layer is reported; everything after it sees nothing.
+
+    Why it stalls training:
+        A kernel's gradient is proportional to the input it multiplies. When the forward
+        signal dies in one layer, every trainable layer after it gets ~zero gradient, and
+        the layers before it get no useful error signal either. The classic case is
+        transfer learning with a frozen base whose weights were never loaded
+        (``weights=None``) or whose BatchNormalization statistics are untrained.
+
+    How to fix:
+        If the layer is a frozen pretrained base, load its weights and feed it the
+        preprocessing it expects (keras.applications.<model>.preprocess_input); otherwise
+        check its initialization (He/Glorot rather than zeros or tiny scales), dead ReLUs
+        and BatchNormalization statistics.
+
+    Thresholds:
+        max_ratio: output RMS / input RMS below which a layer's signal has vanished.
+    """
+
+    id = "vanishing-activation"
+    area = "activations"
+    summary = "a layer whose outputs are ~0: the forward signal dies there"
+    thresholds = (Threshold("max_ratio", 1e-4, "layer output RMS / input RMS"),)
+    explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target")
+    causal_rank = 32
+
+    def check(self, facts: Facts) -> list[Finding]:
+        inputs = [a for a in facts.inputs if not a.consumed_as_indices and a.features]
+        if not inputs:
+            raise Skip("no float inputs to compare layer outputs with")
+        scale = max(float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs)
+        if not np.isfinite(scale) or scale <= 0:
+            raise Skip("the inputs are all zero or not finite")
+        measured = [lf for lf in facts.layers if lf.output_mean.size and lf.output_std.size]
+        if not measured:
+            raise Skip("no layer outputs measured")
+        for lf in measured:
+            rms = float(np.median(np.sqrt(lf.output_mean**2 + lf.output_std**2)))
+            ratio = rms / scale
+            if ratio < self.t["max_ratio"]:
+                return [self.finding(
+                    f"layer {lf.name!r} ({lf.class_name}) outputs RMS {fmt(rms)}, {fmt(ratio)} of the inputs' "
+                    f"RMS {fmt(scale)} < {fmt(self.t['max_ratio'])}: the forward signal vanishes there",
+                    confidence=0.6 + 0.35 * ramp(-np.log10(max(ratio, 1e-30) / self.t["max_ratio"]), 0, 4),
+                    layer=lf.name,
+                    evidence={"output_rms": rms, "input_rms": scale, "ratio": ratio, "threshold": self.t["max_ratio"]},
+                )]
+        return []
+
+
+DETECTORS = (SaturatedActivation, DeadRelu, VanishingActivation)
