@@ -440,9 +440,12 @@ def test_shell_completion_script():
 
 
 def test_shell_completion_of_finding_ids():
-    env = {"_STALLDOC_COMPLETE": "bash_complete", "COMP_WORDS": "stalldoc explain vanish", "COMP_CWORD": "2"}
+    env = {"_STALLDOC_COMPLETE": "bash_complete", "COMP_WORDS": "stalldoc explain vanishing-g", "COMP_CWORD": "2"}
     result = CliRunner().invoke(cli.main, [], prog_name="stalldoc", env=env)
     assert result.stdout.split() == ["plain,vanishing-gradient"]
+    env["COMP_WORDS"] = "stalldoc explain vanish"
+    result = CliRunner().invoke(cli.main, [], prog_name="stalldoc", env=env)
+    assert result.stdout.split() == ["plain,vanishing-activation", "plain,vanishing-gradient"]
 
 
 def test_a_renderer_crash_exits_two(fake_check, monkeypatch):
