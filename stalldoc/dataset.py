@@ -157,10 +157,15 @@ def prepare_probe_sample(dataset: Dataset, *, steps: int, batch_size: int, seed:
     """
     streamed = [a for a in [*dataset.inputs.values(), dataset.targets] if isinstance(a, StreamedArray)]
     if streamed:
-        batch = max(1, min(batch_size, dataset.samples))
-        indices = sample_indices(dataset.samples, batch * (steps + 1), seed)
+        _, indices = probe_rows(dataset.samples, steps=steps, batch_size=batch_size, seed=seed)
         for arr in streamed:
             arr.want(indices)
+
+
+def probe_rows(samples: int, *, steps: int, batch_size: int, seed: int) -> tuple[int, np.ndarray]:
+    """The probe's batch size and the rows it reads: the evaluation batch, then one per step."""
+    batch = max(1, min(batch_size, samples))
+    return batch, sample_indices(samples, batch * (steps + 1), seed)
 
 
 def sample_indices(samples: int, count: int, seed: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from stalldoc.dataset import Dataset, array_facts, load_dataset, prepare_probe_sample
+from stalldoc.dataset import Dataset, array_facts, load_dataset, prepare_probe_sample, probe_rows
 from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError, one_line
 from stalldoc.facts import Facts
@@ -112,13 +112,10 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
 def _probe_loss(loss, dataset: Dataset, facts: Facts, options: Options):
     """The loss function's own behaviour on the probe's first target rows (None, with a note,
     when it cannot be evaluated on predictions shaped like the targets)."""
-    import numpy as np
-
-    from stalldoc.dataset import sample_indices
     from stalldoc.lossprobe import PROBE_SAMPLES, probe_loss
 
-    batch = max(1, min(options.batch_size, dataset.samples))
-    rows = sample_indices(dataset.samples, batch * (options.steps + 1), options.seed)
+    batch, rows = probe_rows(dataset.samples, steps=options.steps, batch_size=options.batch_size,
+                             seed=options.seed)
     rows = np.sort(rows[:max(2, min(PROBE_SAMPLES, batch))])
     pred = facts.predictions
     try:

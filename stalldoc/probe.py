@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stalldoc.dataset import Dataset, sample_indices
+from stalldoc.dataset import Dataset, probe_rows
 from stalldoc.facts import (
     RELU_FAMILY,
     SATURATING,
@@ -233,8 +233,7 @@ def _run_probe(
         optimizer.build(tvars)
 
     samples = dataset.samples
-    batch = max(1, min(batch_size, samples))
-    indices = sample_indices(samples, batch * (steps + 1), seed)
+    batch, indices = probe_rows(samples, steps=steps, batch_size=batch_size, seed=seed)
     input_dtypes = [getattr(t, "dtype", "float32") for t in model.inputs]
 
     def take(idx: np.ndarray):
