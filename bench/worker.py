@@ -77,8 +77,8 @@ def steps(model_path: str, data_path: str, n_steps: int, batch: int) -> dict:
     import numpy as np
     from baseline import make_plain_step
 
-    from stalldoc.dataset import load_dataset, sample_indices
-    from stalldoc.model_io import quiet_tensorflow
+    from stalldoc.inputs.data import load_dataset, sample_indices
+    from stalldoc.inputs.model import quiet_tensorflow
     from stalldoc.pipeline import Options, diagnose_dataset
 
     quiet_tensorflow()
@@ -96,7 +96,7 @@ def steps(model_path: str, data_path: str, n_steps: int, batch: int) -> dict:
         plain(x[idx], y[idx])
         marks.append((enter, time.perf_counter()))
 
-    from stalldoc import probe
+    from stalldoc.probe import step as probe
 
     traces_before = dict(getattr(probe, "TRACES", {}))
     start = time.perf_counter()
@@ -122,8 +122,8 @@ def growth(layer_list: list[int], step_list: list[int], width: int, batch: int, 
     import numpy as np
     from baseline import make_plain_step
 
-    from stalldoc.dataset import Dataset
-    from stalldoc.model_io import quiet_tensorflow
+    from stalldoc.inputs.data import Dataset
+    from stalldoc.inputs.model import quiet_tensorflow
     from stalldoc.pipeline import Options, diagnose_dataset
 
     quiet_tensorflow()

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from stalldoc.dataset import validate_array
 from stalldoc.errors import InputError
 from stalldoc.findings import Report
+from stalldoc.inputs.data import validate_array
 
 IN_MEMORY = "<arrays>"
 
@@ -71,7 +71,7 @@ def model_inputs(model) -> list:
 
 def to_dataset(model, x, y):
     """Match ``x`` to the model's inputs and check every array, as the .npz loader does."""
-    from stalldoc.dataset import Dataset
+    from stalldoc.inputs.data import Dataset
 
     inputs = model_inputs(model)
     names = [t.name for t in inputs]

@@ -72,7 +72,7 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
 
     from stalldoc.findings import Severity
     from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, Options, check_files
-    from stalldoc.progress import Progress
+    from stalldoc.report.live import Progress
 
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"

@@ -1,12 +1,13 @@
 """Facts: everything the probe measured, as plain Python and NumPy values.
 
 Facts are the only thing detectors see. They are collected once (by ``stalldoc.probe``,
-``stalldoc.dataset`` and ``stalldoc.lossprobe``) and never import TensorFlow, so detectors can be tested on
+``stalldoc.inputs.data`` and ``stalldoc.probe.lossprobe``) and never import TensorFlow, so detectors can be tested on
 synthetic facts built by hand.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,17 @@ import numpy as np
 # Activation families, as the probe classifies them from the layer's activation function.
 SATURATING = "saturating"  # sigmoid, tanh, softmax, hard_sigmoid...
 RELU_FAMILY = "relu"  # relu, relu6 (units can die: zero output and zero gradient)
+
+# How far the loss moved, the one measure the verdict and the detectors share. Progress is the
+# share of the way from the loss's starting value to its floor (the loss at a perfect
+# prediction) covered by the probe's steps; without a known floor, its relative fall.
+# Measured over 20 steps: healthy sample 41%, healthy zoo models 3.3% (small CNN) to 84%;
+# stalled samples 0.0-0.9%; a model that only learns its output bias because every ReLU
+# before it is dead, 2.5%. So below FLAT_PROGRESS the loss is flat; at or above
+# MOVING_PROGRESS it moves; in between it counts as stalled only when a warning-level cause
+# was found.
+FLAT_PROGRESS = 0.01
+MOVING_PROGRESS = 0.05
 
 
 @dataclass
@@ -218,3 +230,25 @@ class Facts:
 
     def connected_variables(self) -> list[VariableFacts]:
         return [v for v in self.variables if not v.grad_is_none]
+
+    @property
+    def progress(self) -> float:
+        """Share of the way from the initial loss to its floor covered by the probe's steps.
+
+        Positive when the loss falls, negative when it rises, NaN when it became non-finite.
+        """
+        loss = self.loss
+        if not (math.isfinite(loss.initial) and math.isfinite(loss.final)):
+            return float("nan")
+        floor = loss.floor if loss.floor is not None and math.isfinite(loss.floor) else None
+        if floor is not None and loss.initial - floor > 1e-12:
+            return (loss.initial - loss.final) / (loss.initial - floor)
+        return -loss.relative_change
+
+    @property
+    def loss_moving(self) -> bool:
+        return math.isfinite(self.progress) and self.progress >= MOVING_PROGRESS
+
+    @property
+    def loss_flat(self) -> bool:
+        return math.isfinite(self.progress) and abs(self.progress) < FLAT_PROGRESS

@@ -6,6 +6,6 @@
 
 import keras  # noqa: F401 - absolute import: the real Keras, not this module
 
-from stalldoc.keras_callback import StallWatch
+from stalldoc.integrations.keras_callback import StallWatch
 
 __all__ = ["StallWatch"]

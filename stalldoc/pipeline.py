@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from stalldoc.dataset import Dataset, array_facts, load_dataset, prepare_probe_sample, probe_rows
 from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError, one_line
 from stalldoc.facts import Facts
 from stalldoc.findings import Report
-from stalldoc.rank import loss_progress, rank, verdict
+from stalldoc.inputs.data import Dataset, array_facts, load_dataset, prepare_probe_sample, probe_rows
+from stalldoc.rank import rank
+from stalldoc.verdict import verdict
 
 DEFAULT_STEPS = 20
 DEFAULT_BATCH_SIZE = 64
@@ -43,8 +44,8 @@ def check_files(model_path: str, data_path: str, options: Options,
                 on_stage: Callable[[str], None] | None = None,
                 on_step: Callable[[int], None] | None = None) -> Report:
     """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
-    from stalldoc.losses import user_custom_objects
-    from stalldoc.model_io import check_model_path, declared_loss, load_model, quiet_tensorflow
+    from stalldoc.inputs.losses import user_custom_objects
+    from stalldoc.inputs.model import check_model_path, declared_loss, load_model, quiet_tensorflow
 
     options.validate()
     check_model_path(model_path)
@@ -64,8 +65,8 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
                      notes: list[str] | None = None, on_stage: Callable[[str], None] | None = None,
                      on_step: Callable[[int], None] | None = None,
                      declared_loss: str | None = None) -> Report:
-    from stalldoc.losses import resolve_loss
-    from stalldoc.probe import run_probe
+    from stalldoc.inputs.losses import resolve_loss
+    from stalldoc.probe.step import run_probe
 
     options.validate()
     outputs = len(getattr(model, "outputs", None) or [])
@@ -112,7 +113,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
 def _probe_loss(loss, dataset: Dataset, facts: Facts, options: Options):
     """The loss function's own behaviour on the probe's first target rows (None, with a note,
     when it cannot be evaluated on predictions shaped like the targets)."""
-    from stalldoc.lossprobe import PROBE_SAMPLES, probe_loss
+    from stalldoc.probe.lossprobe import PROBE_SAMPLES, probe_loss
 
     batch, rows = probe_rows(dataset.samples, steps=options.steps, batch_size=options.batch_size,
                              seed=options.seed)
@@ -166,7 +167,7 @@ def build_report(facts: Facts, options: Options | None = None) -> Report:
         loss={"name": loss.name, "source": loss.source, "reason": loss.reason,
               "initial": loss.initial, "final": loss.final,
               "relative_change": loss.relative_change, "floor": loss.floor,
-              "progress": loss_progress(facts), "steps": facts.steps,
+              "progress": facts.progress, "steps": facts.steps,
               "batch_size": facts.batch_size},
         verdict=verdict(facts, findings),
         findings=findings, skipped=skipped, errors=errors, facts=facts, passed=passed,

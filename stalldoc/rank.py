@@ -1,15 +1,12 @@
-"""Ranking: the root cause first, the symptoms it explains after it; and the verdict."""
+"""Ranking: the root cause first, the symptoms it explains after it."""
 
 from __future__ import annotations
 
-import math
-
 from stalldoc.detectors import by_id
-from stalldoc.facts import Facts
 from stalldoc.findings import Finding, Severity
-from stalldoc.trajectory import FLAT_PROGRESS, MOVING_PROGRESS, loss_progress
 
-__all__ = ["FLAT_PROGRESS", "MOVING_PROGRESS", "loss_progress", "rank", "verdict"]
+__all__ = ["rank"]
+
 
 def rank(findings: list[Finding]) -> list[Finding]:
     """Order findings root cause first and fill each finding's ``explains``."""
@@ -36,19 +33,3 @@ def rank(findings: list[Finding]) -> list[Finding]:
         return (explained(f), -int(f.severity), by_id(f.id).causal_rank, -f.confidence)
 
     return sorted(findings, key=key)
-
-
-def verdict(facts: Facts, findings: list[Finding]) -> str:
-    loud = any(f.severity >= Severity.WARNING and not by_id(f.id).caveat for f in findings)
-    if any(f.id == "converged" for f in findings) and not loud:
-        return "converged"
-    # An objective fault (an inverted sign, a degenerate axis) makes the loss's own progress
-    # meaningless: it may fall while the predictions move away from the targets.
-    if any(f.severity >= Severity.ERROR and getattr(by_id(f.id), "invalidates_loss", False) for f in findings):
-        return "stalled"
-    progress = loss_progress(facts)
-    if not math.isfinite(progress) or progress < FLAT_PROGRESS:
-        return "stalled"
-    if progress >= MOVING_PROGRESS:
-        return "healthy"
-    return "stalled" if loud else "healthy"

@@ -15,7 +15,7 @@ FEATURES, OUTPUTS, SAMPLES = 4, 3, 96
 
 def keras_quiet():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from stalldoc.model_io import quiet_tensorflow
+    from stalldoc.inputs.model import quiet_tensorflow
 
     quiet_tensorflow()
     import keras

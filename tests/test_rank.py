@@ -4,7 +4,8 @@ import factories as F
 
 from stalldoc.findings import Finding, Severity
 from stalldoc.pipeline import build_report
-from stalldoc.rank import loss_progress, rank, verdict
+from stalldoc.rank import rank
+from stalldoc.verdict import verdict
 
 
 def finding(fid, severity=Severity.WARNING, confidence=0.9):
@@ -54,7 +55,7 @@ def test_verdict_in_the_slow_zone_depends_on_a_found_cause():
 
 def test_verdict_non_finite_loss_is_stalled():
     assert verdict(F.facts(loss_initial=1.0, loss_final=float("nan")), []) == "stalled"
-    assert loss_progress(F.facts(loss_initial=1.0, loss_final=float("inf"))) != loss_progress(F.facts())
+    assert F.facts(loss_initial=1.0, loss_final=float("inf")).progress != F.facts().progress
 
 
 def test_verdict_without_floor_uses_relative_change():

@@ -7,7 +7,6 @@ import numpy as np
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.facts import RELU_FAMILY, SATURATING, Facts
 from stalldoc.findings import Finding
-from stalldoc.trajectory import is_moving
 
 
 class SaturatedActivation(Detector):
@@ -48,7 +47,7 @@ class SaturatedActivation(Detector):
         if not layers:
             raise Skip("no sigmoid/tanh/softmax layers with measured outputs")
         last_index = max(lf.index for lf in facts.layers)
-        moving = is_moving(facts)
+        moving = facts.loss_moving
         out = []
         for lf in layers:
             fraction = float(np.median(lf.saturated_fraction))

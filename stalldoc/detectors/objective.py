@@ -1,7 +1,7 @@
 """Detectors on the objective: faults of the loss function and of what it compares.
 
 They read ``facts.loss_probe`` (the loss measured on real targets and constructed
-predictions, see ``stalldoc.lossprobe``) and ``facts.predictions`` (the model's outputs
+predictions, see ``stalldoc.probe.lossprobe``) and ``facts.predictions`` (the model's outputs
 against the targets during the probe). None of them looks at a loss's or layer's name;
 output-range-mismatch identifies the output activation by its function (ReLU, softmax,
 sigmoid), as the model's config serializes it, and confirms its range on the outputs.
@@ -16,7 +16,6 @@ import numpy as np
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.facts import Facts, LossProbeFacts
 from stalldoc.findings import Finding, Severity
-from stalldoc.trajectory import is_moving, loss_progress
 
 # Activations whose outputs are never negative: corroborates a measured non-negative output.
 NON_NEGATIVE_ACTIVATIONS = {"relu", "relu6", "softmax", "sigmoid", "hard_sigmoid", "softplus", "exponential"}
@@ -342,8 +341,8 @@ class LargeOutputNorm(Detector):
         if norm <= self.t["max_output_norm"]:
             return []
         target = float(np.nanmedian(pred.target_norm_mean))
-        moving = is_moving(facts)
-        progress = loss_progress(facts)
+        moving = facts.loss_moving
+        progress = facts.progress
         # A cosine's gradient is perpendicular to p, so |p| grows as a model trains: with a
         # loss that still moves (measured on models at Adam lr 1 and SGD lr 1e3) it is a note.
         note = f"; the loss still moves ({fmt(progress * 100)}% of the way to its floor)" if moving else ""

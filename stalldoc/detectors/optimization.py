@@ -10,7 +10,6 @@ from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.detectors.gradients import grad_rms
 from stalldoc.facts import Facts, VariableFacts
 from stalldoc.findings import Finding, Severity
-from stalldoc.trajectory import is_flat, is_moving, loss_progress
 
 
 def kernel_update_ratios(facts: Facts) -> list[tuple[VariableFacts, float, float]]:
@@ -68,7 +67,7 @@ class LearningRateTooLow(Detector):
         v, ratio, grad = max(stats, key=lambda s: s[1])
         if ratio >= self.t["min_update_ratio"] or grad < self.t["min_grad_rms"]:
             return []
-        if is_moving(facts):
+        if facts.loss_moving:
             return []
         lr = facts.model.learning_rate
         return [self.finding(
@@ -129,7 +128,7 @@ class LearningRateTooHigh(Detector):
                 confidence=0.8, severity=Severity.ERROR,
                 evidence={"first_non_finite_step": step, "threshold": None})]
         stats = kernel_update_ratios(facts)
-        progress = loss_progress(facts)
+        progress = facts.progress
         lr = facts.model.learning_rate
         lr_text = f"learning rate {fmt(lr) if lr is not None else 'unknown'}, {facts.model.optimizer}"
         if math.isfinite(progress) and progress < -self.t["max_rise"] and stats:
@@ -145,7 +144,7 @@ class LearningRateTooHigh(Detector):
         if not stats:
             return []
         v, ratio, _ = max(stats, key=lambda s: s[1])
-        if ratio > self.t["max_update_ratio"] and not is_moving(facts):
+        if ratio > self.t["max_update_ratio"] and not facts.loss_moving:
             return [self.finding(
                 f"weights change by {fmt(ratio)} of their norm per step ({v.path}) > {fmt(self.t['max_update_ratio'])} "
                 f"while the loss does not fall ({lr_text})",
@@ -199,7 +198,7 @@ class Converged(Detector):
             span = lp.range
         else:
             span = max(abs(loss.initial), abs(floor), 1e-12)
-        if not is_flat(facts):
+        if not facts.loss_flat:
             return []  # a loss still moving is not at its floor, however close it is
         gaps = [(loss.initial - floor) / span, (loss.final - floor) / span]
         worst = max(gaps)

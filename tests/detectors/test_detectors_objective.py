@@ -1,7 +1,7 @@
 """Objective and optimization detectors on synthetic facts: each threshold from both sides.
 
 No TensorFlow: the loss probe's facts are built by hand, with the values the real probe
-measures for the losses named in each test (see tests/test_lossprobe.py for those).
+measures for the losses named in each test (see tests/probe/test_lossprobe.py for those).
 """
 
 import math
@@ -24,7 +24,8 @@ from stalldoc.detectors.objective import (
 from stalldoc.detectors.optimization import Converged, LearningRateTooHigh, LearningRateTooLow
 from stalldoc.facts import LossProbeFacts
 from stalldoc.findings import Severity
-from stalldoc.rank import rank, verdict
+from stalldoc.rank import rank
+from stalldoc.verdict import verdict
 
 COSINES = np.array([1.0, 0.5, 0.0, -0.5, -1.0])
 SCALES = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3])

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stalldoc.dataset import Dataset, probe_rows
 from stalldoc.facts import (
     RELU_FAMILY,
     SATURATING,
@@ -23,7 +22,8 @@ from stalldoc.facts import (
     PredictionFacts,
     VariableFacts,
 )
-from stalldoc.losses import ResolvedLoss
+from stalldoc.inputs.data import Dataset, probe_rows
+from stalldoc.inputs.losses import ResolvedLoss
 
 SATURATING_ACTIVATIONS = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_tanh"}
 RELU_ACTIVATIONS = {"relu", "relu6"}
@@ -410,7 +410,7 @@ def _run_probe(
 
     out_layer = model.layers[-1] if model.layers else None
     out_act = activation_name(out_layer) if out_layer is not None else None
-    from stalldoc.losses import describe_compiled
+    from stalldoc.inputs.losses import describe_compiled
 
     model_facts = ModelFacts(
         path=model_path, name=model.name, layers=len(model.layers),

@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 
 from stalldoc.errors import InputError
-from stalldoc.losses import as_compiled, cosine_distance, resolve_loss
-from stalldoc.lossprobe import probe_loss
+from stalldoc.inputs.losses import as_compiled, cosine_distance, resolve_loss
+from stalldoc.probe.lossprobe import probe_loss
 
 pytestmark = pytest.mark.e2e
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_LOSSES = os.path.join(ROOT, "sample_models", "seed_losses.py")
 
 
@@ -99,7 +99,7 @@ def test_sparse_labels_are_not_a_broadcast():
 
 
 def _broadcast_of(fn, targets, output_shape):
-    from stalldoc.lossprobe import _broadcast_shape
+    from stalldoc.probe.lossprobe import _broadcast_shape
 
     rng = np.random.default_rng(0)
 

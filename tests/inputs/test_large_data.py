@@ -13,9 +13,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from stalldoc import dataset as dataset_mod
-from stalldoc.dataset import array_facts, load_dataset, prepare_probe_sample, sample_indices
-from stalldoc.npz import MappedArray, StreamedArray
+from stalldoc.inputs import data as dataset_mod
+from stalldoc.inputs.data import array_facts, load_dataset, prepare_probe_sample, sample_indices
+from stalldoc.inputs.npz import MappedArray, StreamedArray
 
 ROWS, COLS = 20_000, 256  # x: 20 MB of float32
 MB = 2**20

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from stalldoc.cli import main
 
 pytestmark = pytest.mark.e2e
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLES = os.path.join(ROOT, "sample_models")
 SEED_LOSS = ("--loss", os.path.join(SAMPLES, "seed_losses.py") + ":cosine_difference_loss")
 

@@ -1,8 +1,8 @@
 """Loading the dataset (.npz) safely, and its statistics computed in chunks.
 
 NumPy only: no TensorFlow here. Arrays are never unpickled: .npy headers are parsed by
-``stalldoc.npz`` and object dtypes refused. Nothing is loaded whole: uncompressed members
-are read in place, compressed ones streamed (see ``stalldoc.npz``), so the arrays here may
+``stalldoc.inputs.npz`` and object dtypes refused. Nothing is loaded whole: uncompressed members
+are read in place, compressed ones streamed (see ``stalldoc.inputs.npz``), so the arrays here may
 be ``LazyArray``s supporting ``.shape``, ``.dtype``, ``arr[a:b]`` and ``arr[indices]``.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from stalldoc.errors import InputError
 from stalldoc.facts import ArrayFacts
-from stalldoc.npz import StreamedArray, iter_blocks, open_npy, open_npz, sniff
+from stalldoc.inputs.npz import StreamedArray, iter_blocks, open_npy, open_npz, sniff
 
 X_KEYS = ("x", "X", "inputs", "features", "x_train")
 Y_KEYS = ("y", "Y", "labels", "targets", "y_train")

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from stalldoc.dataset import Dataset
+from stalldoc.inputs.data import Dataset
 from stalldoc.pipeline import Options, diagnose_dataset
 
 pytestmark = pytest.mark.e2e

@@ -36,7 +36,7 @@ def files(tmp_path_factory):
     model_path = tiny_model(str(root / "tiny.keras"))
     with open(model_path, "rb") as fh:
         model_bytes = fh.read()
-    from stalldoc.model_io import load_model
+    from stalldoc.inputs.model import load_model
 
     model, _ = load_model(model_path)
     return {"root": root, "model_path": model_path, "model_bytes": model_bytes, "model": model,
@@ -131,7 +131,7 @@ def npz_files(draw):
 @FUZZ
 @given(content=npz_files())
 def test_malformed_npz_ends_in_report_or_clean_error(files, content):
-    from stalldoc.dataset import load_dataset
+    from stalldoc.inputs.data import load_dataset
     from stalldoc.pipeline import diagnose_dataset
 
     path = os.path.join(files["root"], "fuzz.npz")

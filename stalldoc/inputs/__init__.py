@@ -1,0 +1,1 @@
+"""Inputs: load and validate the model, the data and the loss (the first stage)."""

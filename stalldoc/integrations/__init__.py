@@ -1,0 +1,1 @@
+"""Integrations: thin layers over the same pipeline (the Keras callback; later `stalldoc run`)."""
