@@ -47,6 +47,10 @@ class ArrayFacts:
     # The model consumes this array as integer indices (e.g. token ids into an Embedding):
     # its values are positions, not magnitudes.
     consumed_as_indices: bool = False
+    # Every finite value is a whole number (class ids, token ids, counts), measured.
+    integer_valued: bool = False
+    # Number of distinct values, when there are few (<= 1024); None when more or not measured.
+    distinct_values: int | None = None
 
     @property
     def mean_abs(self) -> float:
@@ -82,6 +86,14 @@ class LayerFacts:
     mean_gain: np.ndarray | None = None
     # RELU_FAMILY layers: per unit (last axis), fraction of samples (and positions) where it is > 0.
     unit_active_rate: np.ndarray | None = None  # shape (units,), averaged over steps
+    units: int | None = None  # length of the output's last axis, when static
+    # BatchNormalization layers: the moving statistics' momentum (None for other layers).
+    momentum: float | None = None
+
+    @property
+    def output_rms(self) -> np.ndarray:
+        """Per-step root-mean-square of the layer's output: sqrt(mean^2 + std^2)."""
+        return np.sqrt(self.output_mean**2 + self.output_std**2)
 
 
 @dataclass
@@ -97,6 +109,11 @@ class VariableFacts:
     grad_mean_abs: np.ndarray  # mean |gradient|, per step
     weight_norm: np.ndarray  # L2 norm of the weights before each step
     update_ratio: np.ndarray  # ||w_after - w_before|| / ||w_before||, per step
+    # Kernels, before the first step: RMS over units of (column - mean column) / RMS of the
+    # kernel. 0 = every unit (last axis) has the same weights: they get the same gradient
+    # and stay identical (symmetric initialization). None for non-kernels.
+    initial_unit_spread: float | None = None
+    initial_rms: float | None = None  # RMS of the values before the first step
 
     @property
     def size(self) -> int:
@@ -185,6 +202,19 @@ class LossFacts:
     # The model's declared loss that could not be rebuilt, when a substitute was used
     # ("?" when the file does not name it).
     substitute_for: str | None = None
+    # What the loss is, when it is a Keras built-in: its canonical function name
+    # ("categorical_crossentropy", "mean_squared_error", ...); None for a custom function.
+    kind: str | None = None
+    from_logits: bool | None = None  # the built-in's from_logits setting, when it has one
+    # The loss of the best constant predictor on the evaluation batch (a prediction that
+    # ignores x): class frequencies for cross-entropies, the mean target for MSE, the median
+    # for MAE, the mean direction for a cosine. None when it cannot be measured.
+    baseline: float | None = None
+    baseline_kind: str | None = None  # how the constant prediction was chosen, in words
+    # The same evaluation batch in training mode (what fit minimizes; differs from
+    # initial/final when BatchNormalization or Dropout behave differently in training).
+    training_initial: float | None = None
+    training_final: float | None = None
 
     @property
     def relative_change(self) -> float:
@@ -206,7 +236,23 @@ class ModelFacts:
     output_activation: str | None
     output_family: str | None
     compiled_loss: str | None  # as the model file names it, None if not compiled
+    output_units: int | None = None  # length of the output's last axis
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskFacts:
+    """What the model is asked to do, measured from the targets, the output and the loss."""
+
+    kind: str  # "classification", "regression" or "cosine" (a direction-only objective)
+    # Classification: "sparse" (class ids), "one-hot", "binary" (0/1 per output unit, one
+    # unit), "multi-label" (0/1, several units may be on), or "soft" (probabilities).
+    label_format: str | None = None
+    classes: int | None = None
+    # Share of the evaluation batch classified right, before and after the probe's steps.
+    accuracy_initial: float | None = None
+    accuracy_final: float | None = None
+    chance_accuracy: float | None = None  # predicting the most frequent class
 
 
 @dataclass
@@ -227,6 +273,7 @@ class Facts:
     data_path: str | None = None
     samples: int = 0
     notes: list[str] = field(default_factory=list)
+    task: TaskFacts | None = None
 
     def connected_variables(self) -> list[VariableFacts]:
         return [v for v in self.variables if not v.grad_is_none]
