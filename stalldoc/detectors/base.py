@@ -9,12 +9,12 @@ missing.
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from stalldoc.facts import Facts
 from stalldoc.findings import Finding, Severity
+from stalldoc.numbers import fmt  # noqa: F401 - re-exported: detectors format their messages with it
 
 
 class Skip(Exception):
@@ -104,15 +104,3 @@ def ramp(value: float, low: float, high: float) -> float:
     if high == low:
         return 1.0 if value >= high else 0.0
     return max(0.0, min(1.0, (value - low) / (high - low)))
-
-
-def fmt(value: float) -> str:
-    """A number for a message: 3 significant digits, scientific when tiny or huge."""
-    value = float(value)
-    if not math.isfinite(value):
-        return "nan" if value != value else ("inf" if value > 0 else "-inf")
-    if value == 0:
-        return "0"
-    if abs(value) < 1e-3 or abs(value) >= 1e5:
-        return f"{value:.2e}"
-    return f"{value:.3g}"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from stalldoc.detectors.base import fmt
 from stalldoc.findings import Finding, Report, Severity
+from stalldoc.numbers import num
 
 
 def fail_level(fail_on: Severity | str | None) -> Severity | None:
@@ -18,16 +17,6 @@ def fail_level(fail_on: Severity | str | None) -> Severity | None:
     if fail_on == "never":
         return None
     return Severity.parse(fail_on)
-
-
-def num(value: Any) -> str:
-    """A number as a message shows it (see detectors.base.fmt), or n/a / the text itself."""
-    if value is None:
-        return "n/a"
-    try:
-        return fmt(float(value))
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def loss_line(report: Report) -> str:

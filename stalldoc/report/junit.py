@@ -12,7 +12,8 @@ import re
 import xml.etree.ElementTree as ET
 
 from stalldoc.findings import Finding, Report, Severity
-from stalldoc.report._common import area_of, by_detector, counts, detector_order, fail_level, loss_line, num
+from stalldoc.numbers import num
+from stalldoc.report._common import area_of, by_detector, counts, detector_order, fail_level, loss_line
 
 # Characters XML 1.0 cannot hold at all (control characters other than tab/newline/CR,
 # lone surrogates, U+FFFE/U+FFFF): shown as \xNN escapes instead of producing a broken file.

@@ -11,8 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from stalldoc.detectors.base import fmt
 from stalldoc.findings import Report, Severity
+from stalldoc.numbers import fmt
 from stalldoc.report._common import first_finding_label
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
