@@ -5,8 +5,12 @@ from __future__ import annotations
 import enum
 import json
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stalldoc.facts import Facts
 
 SCHEMA_VERSION = 1
 
@@ -54,6 +58,13 @@ class Finding:
             "explains": list(self.explains),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """A finding read back from the JSON report."""
+        return cls(id=data["id"], severity=Severity.parse(data["severity"]), confidence=data["confidence"],
+                   message=data["message"], fix=data["fix"], layer=data.get("layer"),
+                   evidence=dict(data.get("evidence") or {}), explains=list(data.get("explains") or []))
+
 
 @dataclass
 class Skipped:
@@ -67,23 +78,154 @@ class DetectorError:
     error: str
 
 
+FAIL_ON = ("error", "warning", "info", "never")  # --fail-on: a severity, or never
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2  # as ruff and bandit; see DESIGN.md
+
+
+def fail_level(fail_on: Severity | str | None = Severity.WARNING) -> Severity | None:
+    """The lowest severity that fails the gate (None: the default, warning), or None for ``never``.
+
+    The one definition of what fails the gate: ``Report.blocking``, ``Report.exit_code`` and
+    the JUnit report all use it.
+    """
+    if fail_on is None:
+        return Severity.WARNING
+    if isinstance(fail_on, Severity):
+        return fail_on
+    if fail_on == "never":
+        return None
+    return Severity.parse(fail_on)
+
+
+class _Section:
+    """A report section (model, data, loss): a small dataclass that is one JSON object.
+
+    ``to_dict`` writes its fields in declaration order; fields marked ``additive`` (added
+    since schema_version 1 was published) are written only when set, so reports that do not
+    measure them stay as they were. ``section["key"]`` reads and writes a field, for code
+    written when sections were dicts; new code reads attributes.
+    """
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """The section of a parsed JSON report; keys it does not know are ignored (as readers do)."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("additive"):
+                continue
+            out[f.name] = _jsonable(value)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not any(f.name == key for f in fields(self)):  # type: ignore[arg-type]
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name == key:
+                return not (f.metadata.get("additive") and getattr(self, f.name) is None)
+        return False
+
+
+def _additive() -> Any:
+    return field(default=None, metadata={"additive": True})
+
+
+@dataclass(kw_only=True)
+class ModelSummary(_Section):
+    """The model diagnosed (``model`` in the JSON report)."""
+
+    path: str | None
+    layers: int
+    trainable_params: int
+    optimizer: str | None = None
+    learning_rate: float | None = None
+
+    @classmethod
+    def from_facts(cls, facts: Facts) -> ModelSummary:
+        m = facts.model
+        return cls(path=m.path, layers=m.layers, trainable_params=m.trainable_params,
+                   optimizer=m.optimizer, learning_rate=m.learning_rate)
+
+
+@dataclass(kw_only=True)
+class DataSummary(_Section):
+    """The data it was diagnosed on (``data`` in the JSON report)."""
+
+    path: str | None
+    samples: int
+
+    @classmethod
+    def from_facts(cls, facts: Facts) -> DataSummary:
+        return cls(path=facts.data_path, samples=facts.samples)
+
+
+@dataclass(kw_only=True)
+class LossSummary(_Section):
+    """The loss over the probe's steps (``loss`` in the JSON report)."""
+
+    name: str
+    source: str | None = None  # compiled, default, user, flag
+    reason: str | None = None  # why this loss was used, one line
+    initial: float | None = None  # on the evaluation batch, before the first step
+    final: float | None = None  # ... after the last step
+    relative_change: float | None = None  # (final - initial) / |initial|
+    floor: float | None = None  # the loss at a perfect prediction; None when not measurable
+    progress: float | None = None  # share of the way from initial to the floor
+    steps: int | None = None
+    batch_size: int | None = None
+    # Additive (DESIGN.md): written only when set.
+    baseline: float | None = _additive()  # the best constant predictor's loss
+    curve: list[float] | None = _additive()  # the training loss per step
+    trigger: str | None = _additive()  # where StallWatch found the plateau ("epoch 5")
+
+    @classmethod
+    def from_facts(cls, facts: Facts) -> LossSummary:
+        loss = facts.loss
+        return cls(name=loss.name, source=loss.source, reason=loss.reason, initial=loss.initial,
+                   final=loss.final, relative_change=loss.relative_change, floor=loss.floor,
+                   progress=facts.progress, steps=facts.steps, batch_size=facts.batch_size,
+                   baseline=loss.baseline)
+
+
 @dataclass
 class Report:
-    model: dict[str, Any]
-    data: dict[str, Any]
-    loss: dict[str, Any]
+    model: ModelSummary
+    data: DataSummary
+    loss: LossSummary
     verdict: str
     findings: list[Finding]
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[DetectorError] = field(default_factory=list)
     # Everything measured, for renderers that show more than findings (not in the JSON contract).
-    facts: Any = None
+    facts: Facts | None = None
     passed: list[str] = field(default_factory=list)  # detectors that ran and found nothing
+    # The threshold overrides the detectors ran with ({id: {name: value}}; not in the JSON):
+    # renderers that colour measured values read the thresholds in effect through them.
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def blocking(self, fail_on: Severity | str = Severity.WARNING) -> list[Finding]:
-        """Findings at or above ``fail_on`` — what a CI gate fails on."""
-        level = Severity.parse(fail_on) if isinstance(fail_on, str) else fail_on
-        return [f for f in self.findings if f.severity >= level]
+    def blocking(self, fail_on: Severity | str | None = Severity.WARNING) -> list[Finding]:
+        """Findings at or above ``fail_on`` — what a CI gate fails on (none for ``never``)."""
+        level = fail_level(fail_on)
+        return [] if level is None else [f for f in self.findings if f.severity >= level]
+
+    def exit_code(self, fail_on: Severity | str | None = Severity.WARNING) -> int:
+        """The gate's exit code: 2 when a detector crashed (whatever ``fail_on``), 1 when a
+        finding is at or above ``fail_on``, else 0."""
+        if self.errors:
+            return EXIT_ERROR
+        return EXIT_FINDINGS if self.blocking(fail_on) else EXIT_OK
 
     @property
     def root_cause(self) -> Finding | None:
@@ -95,9 +237,9 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "stalldoc_version": __version__,
-            "model": _jsonable(self.model),
-            "data": _jsonable(self.data),
-            "loss": _jsonable(self.loss),
+            "model": self.model.to_dict(),
+            "data": self.data.to_dict(),
+            "loss": self.loss.to_dict(),
             "verdict": self.verdict,
             "findings": [f.to_dict() for f in self.findings],
             "skipped": [{"detector": s.detector, "reason": s.reason} for s in self.skipped],
@@ -106,6 +248,27 @@ class Report:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_facts(cls, facts: Facts, **rest: Any) -> Report:
+        """The report of a diagnosis: its model, data and loss sections summarize ``facts``;
+        ``rest`` are the other fields (verdict, findings, skipped, errors, passed, thresholds)."""
+        return cls(model=ModelSummary.from_facts(facts), data=DataSummary.from_facts(facts),
+                   loss=LossSummary.from_facts(facts), facts=facts, **rest)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Report:
+        """A report read back from its JSON (schema_version 1), without the facts behind it."""
+        if doc.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {doc.get('schema_version')!r} "
+                             f"(this stalldoc reads {SCHEMA_VERSION})")
+        return cls(
+            model=ModelSummary.from_dict(doc["model"]), data=DataSummary.from_dict(doc["data"]),
+            loss=LossSummary.from_dict(doc["loss"]), verdict=doc["verdict"],
+            findings=[Finding.from_dict(f) for f in doc["findings"]],
+            skipped=[Skipped(s["detector"], s["reason"]) for s in doc.get("skipped", [])],
+            errors=[DetectorError(e["detector"], e["error"]) for e in doc.get("errors", [])],
+        )
 
 
 def _jsonable(value: Any) -> Any:

@@ -33,6 +33,8 @@ def num(value: Any) -> str:
 
 def signed_percent(share: Any) -> str:
     """A share as a signed percentage with two decimals (``-0.1`` -> ``-10.00%``), ``n/a`` when unknown."""
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share):
+    try:
+        share = float(share)
+    except (TypeError, ValueError):
         return "n/a"
-    return f"{share * 100:+.2f}%"
+    return f"{share * 100:+.2f}%" if math.isfinite(share) else "n/a"

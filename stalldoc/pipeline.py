@@ -158,20 +158,8 @@ def build_report(facts: Facts, options: Options | None = None) -> Report:
     findings, skipped, errors, passed = run_detectors(
         facts, select=options.select, ignore=options.ignore, thresholds=options.thresholds)
     findings = rank(findings)
-    loss = facts.loss
-    return Report(
-        model={"path": facts.model.path, "layers": facts.model.layers,
-               "trainable_params": facts.model.trainable_params,
-               "optimizer": facts.model.optimizer, "learning_rate": facts.model.learning_rate},
-        data={"path": facts.data_path, "samples": facts.samples},
-        loss={"name": loss.name, "source": loss.source, "reason": loss.reason,
-              "initial": loss.initial, "final": loss.final,
-              "relative_change": loss.relative_change, "floor": loss.floor,
-              "progress": facts.progress, "steps": facts.steps,
-              "batch_size": facts.batch_size},
-        verdict=verdict(facts, findings),
-        findings=findings, skipped=skipped, errors=errors, facts=facts, passed=passed,
-    )
+    return Report.from_facts(facts, verdict=verdict(facts, findings), findings=findings, skipped=skipped,
+                             errors=errors, passed=passed, thresholds=options.thresholds)
 
 
 def _check_shapes(model, dataset: Dataset) -> None:

@@ -140,7 +140,7 @@ class StallWatch(keras.callbacks.Callback):
         except StalldocError as exc:
             self._say(f"StallWatch: cannot diagnose: {exc}")
         else:
-            report.loss["trigger"] = where
+            report.loss.trigger = where
             self.reports.append(report)
             self._show(report)
         if self.stop:

@@ -1,36 +1,27 @@
-"""Helpers shared by the plain-text renderers (junit, github, markdown). No rich here."""
+"""Helpers shared by the renderers (the plain-text ones and the terminal one). No rich here."""
 
 from __future__ import annotations
 
-import math
-
 from stalldoc.findings import Finding, Report, Severity
-from stalldoc.numbers import num
-
-
-def fail_level(fail_on: Severity | str | None) -> Severity | None:
-    """The lowest severity that fails the gate, or None for ``never``."""
-    if fail_on is None:
-        return Severity.WARNING
-    if isinstance(fail_on, Severity):
-        return fail_on
-    if fail_on == "never":
-        return None
-    return Severity.parse(fail_on)
+from stalldoc.numbers import num, signed_percent
 
 
 def loss_line(report: Report) -> str:
-    loss = report.loss or {}
-    change = loss.get("relative_change")
-    change_text = "n/a"
-    if isinstance(change, (int, float)) and math.isfinite(change):
-        change_text = f"{change * 100:+.2f}%"
-    text = f"loss {loss.get('name', '?')}: {num(loss.get('initial'))} -> {num(loss.get('final'))} ({change_text})"
-    if loss.get("steps") is not None:
-        text += f" over {loss['steps']} steps"
-        if loss.get("batch_size") is not None:
-            text += f" of batch {loss['batch_size']}"
+    """'loss cosine: 0.98 -> 0.98 (-0.10%) over 20 steps of batch 64'."""
+    loss = report.loss
+    text = f"loss {loss.name}: {num(loss.initial)} -> {num(loss.final)} ({signed_percent(loss.relative_change)})"
+    if loss.steps is not None:
+        text += f" over {loss.steps} steps"
+        if loss.batch_size is not None:
+            text += f" of batch {loss.batch_size}"
     return text
+
+
+def threshold(report: Report, detector_id: str, name: str) -> float:
+    """A detector's threshold as the diagnosis ran it: the report's override, else its default."""
+    from stalldoc.detectors import by_id
+
+    return by_id(detector_id)(**report.thresholds.get(detector_id, {})).t[name]
 
 
 def detector_order(report: Report) -> list[str]:

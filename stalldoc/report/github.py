@@ -11,24 +11,24 @@ from __future__ import annotations
 from stalldoc.findings import Report, Severity
 from stalldoc.report._common import counts, first_finding_label, loss_line
 
-COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+_COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
 
-def escape_data(text: str) -> str:
+def _escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _command(kind: str, message: str, **props: str | None) -> str:
-    fields = ",".join(f"{k}={escape_property(v)}" for k, v in props.items() if v)
-    return f"::{kind} {fields}::{escape_data(message)}" if fields else f"::{kind}::{escape_data(message)}"
+    fields = ",".join(f"{k}={_escape_property(v)}" for k, v in props.items() if v)
+    return f"::{kind} {fields}::{_escape_data(message)}" if fields else f"::{kind}::{_escape_data(message)}"
 
 
 def render(report: Report, **_: object) -> str:
-    model = report.model.get("path")
+    model = report.model.path
     lines = []
     explained = {other for f in report.findings for other in f.explains}
     for rank, f in enumerate(report.findings, start=1):
@@ -40,7 +40,7 @@ def render(report: Report, **_: object) -> str:
             body += f"\nexplains: {', '.join(f.explains)}"
         if rank == 1 and first_finding_label(report) == "root cause":
             body = "root cause: " + body
-        lines.append(_command(COMMAND[f.severity], body, file=model, title=title))
+        lines.append(_command(_COMMAND[f.severity], body, file=model, title=title))
     if report.verdict == "stalled" and not report.findings:
         lines.append(_command("warning", "the loss did not move and no detector found a cause",
                               file=model, title="stalldoc stalled"))

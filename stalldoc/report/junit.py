@@ -11,16 +11,16 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from stalldoc.findings import Finding, Report, Severity
+from stalldoc.findings import Finding, Report, Severity, fail_level
 from stalldoc.numbers import num
-from stalldoc.report._common import area_of, by_detector, counts, detector_order, fail_level, loss_line
+from stalldoc.report._common import area_of, by_detector, counts, detector_order, loss_line
 
 # Characters XML 1.0 cannot hold at all (control characters other than tab/newline/CR,
 # lone surrogates, U+FFFE/U+FFFF): shown as \xNN escapes instead of producing a broken file.
 _INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def clean(text: object) -> str:
+def _clean(text: object) -> str:
     return _INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
@@ -46,13 +46,13 @@ def render(report: Report, *, fail_on: Severity | str | None = "warning", **_: o
     grouped = by_detector(report.findings)
     skipped = {s.detector: s.reason for s in report.skipped}
     crashed = {e.detector: e.error for e in report.errors}
-    model_name = str(report.model.get("path") or "model")
+    model_name = str(report.model.path or "model")
 
     root = ET.Element("testsuites", name="stalldoc")
     suite = ET.SubElement(root, "testsuite", name=f"stalldoc {model_name}", time="0")
     props = ET.SubElement(suite, "properties")
     for key, value in (("verdict", report.verdict), ("loss", loss_line(report)),
-                       ("model", model_name), ("data", str(report.data.get("path") or "")),
+                       ("model", model_name), ("data", str(report.data.path or "")),
                        ("fail_on", level.label if level else "never"), ("findings", counts(report))):
         ET.SubElement(props, "property", name=key, value=value)
 
@@ -83,8 +83,8 @@ def render(report: Report, *, fail_on: Severity | str | None = "warning", **_: o
         element.set("errors", str(errors))
         element.set("skipped", str(skips))
     for element in root.iter():
-        element.attrib = {key: clean(value) for key, value in element.attrib.items()}
+        element.attrib = {key: _clean(value) for key, value in element.attrib.items()}
         if element.text:
-            element.text = clean(element.text)
+            element.text = _clean(element.text)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -5,58 +5,58 @@ from __future__ import annotations
 from stalldoc.findings import Report, Severity
 from stalldoc.report._common import counts, first_finding_label, loss_line
 
-BADGE = {"stalled": "🔴 stalled", "healthy": "🟢 healthy", "converged": "🔵 converged"}
-SEVERITY = {Severity.ERROR: "❌ error", Severity.WARNING: "⚠️ warning", Severity.INFO: "ℹ️ info"}
+_BADGE = {"stalled": "🔴 stalled", "healthy": "🟢 healthy", "converged": "🔵 converged"}
+_SEVERITY = {Severity.ERROR: "❌ error", Severity.WARNING: "⚠️ warning", Severity.INFO: "ℹ️ info"}
 
 
-def cell(text: object) -> str:
+def _cell(text: object) -> str:
     """Inline text: newlines folded; pipes and angle brackets escaped (no stray HTML)."""
     text = " ".join(str(text).split())
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
-def code(text: object) -> str:
+def _code(text: object) -> str:
     return f"`{str(text).replace('`', '')}`"
 
 
 def render(report: Report, **_: object) -> str:
-    model = report.model.get("path") or "model"
-    data = report.data.get("path") or "data"
-    out = [f"## stalldoc: {BADGE.get(report.verdict, report.verdict)} — {code(model)} on {code(data)}", ""]
-    out.append(f"{cell(loss_line(report).replace('->', '→'))} · {counts(report)}")
+    model = report.model.path or "model"
+    data = report.data.path or "data"
+    out = [f"## stalldoc: {_BADGE.get(report.verdict, report.verdict)} — {_code(model)} on {_code(data)}", ""]
+    out.append(f"{_cell(loss_line(report).replace('->', '→'))} · {counts(report)}")
     out.append("")
     root = report.root_cause
     if root is not None:
         label = first_finding_label(report).capitalize()
-        out += [f"**{label}:** {code(root.id)} — {cell(root.message)}", ""]
+        out += [f"**{label}:** {_code(root.id)} — {_cell(root.message)}", ""]
     elif report.verdict == "stalled":
         out += ["The loss did not move and no detector found a cause.", ""]
     if report.findings:
         out += ["| # | severity | finding | layer | measured | explains |",
                 "| ---: | --- | --- | --- | --- | --- |"]
         for n, f in enumerate(report.findings, start=1):
-            out.append(f"| {n} | {SEVERITY[f.severity]} | {code(f.id)} | {cell(f.layer or '')} | "
-                       f"{cell(f.message)} | {cell(', '.join(f.explains))} |")
+            out.append(f"| {n} | {_SEVERITY[f.severity]} | {_code(f.id)} | {_cell(f.layer or '')} | "
+                       f"{_cell(f.message)} | {_cell(', '.join(f.explains))} |")
         out.append("")
         explained = {other for f in report.findings for other in f.explains}
         fixes = []
         for f in report.findings:
-            line = f"- **{f.id}**: {cell(f.fix)}"
+            line = f"- **{f.id}**: {_cell(f.fix)}"
             if f.id not in explained and line not in fixes:
                 fixes.append(line)
         if fixes:
             out += ["### How to fix", "", *fixes, ""]
     if report.errors:
         out += ["### Detector errors", ""]
-        out += [f"- {code(e.detector)} crashed: {cell(e.error)}" for e in report.errors]
+        out += [f"- {_code(e.detector)} crashed: {_cell(e.error)}" for e in report.errors]
         out.append("")
     if report.skipped or report.passed:
         out += [f"<details><summary>{len(report.passed)} passed, {len(report.skipped)} skipped</summary>", ""]
         if report.passed:
-            out.append("Passed: " + ", ".join(code(p) for p in report.passed))
+            out.append("Passed: " + ", ".join(_code(p) for p in report.passed))
             out.append("")
         for s in report.skipped:
-            out.append(f"- skipped {code(s.detector)}: {cell(s.reason)}")
+            out.append(f"- skipped {_code(s.detector)}: {_cell(s.reason)}")
         out += ["", "</details>", ""]
     out.append("_`stalldoc explain ID` says what a finding means and how to fix it._")
     return "\n".join(out) + "\n"

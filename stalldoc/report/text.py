@@ -11,17 +11,20 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from stalldoc.detectors.gradients import grad_rms
 from stalldoc.findings import Report, Severity
-from stalldoc.numbers import fmt
-from stalldoc.report._common import first_finding_label
+from stalldoc.numbers import fmt, num, signed_percent
+from stalldoc.report._common import first_finding_label, threshold
 
-SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
-VERDICT_STYLE = {"stalled": "bold white on red", "healthy": "bold white on green",
+_SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
+_VERDICT_STYLE = {"stalled": "bold white on red", "healthy": "bold white on green",
                  "converged": "bold white on blue"}
-SPARK = "▁▂▃▄▅▆▇█"
+_SPARK = "▁▂▃▄▅▆▇█"
+# Display only (no detector decides on it): the best reachable cosine gets a line below this.
+_SHOW_REACHABLE_BELOW = 0.99
 
 
-def sparkline(values: np.ndarray, width: int = 40) -> str:
+def _sparkline(values: np.ndarray, width: int = 40) -> str:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         return ""
@@ -32,39 +35,44 @@ def sparkline(values: np.ndarray, width: int = 40) -> str:
         return "×" * values.size
     lo, hi = finite.min(), finite.max()
     span = hi - lo if hi > lo else 1.0
-    return "".join("×" if not np.isfinite(v) else SPARK[int((v - lo) / span * (len(SPARK) - 1))]
+    return "".join("×" if not np.isfinite(v) else _SPARK[int((v - lo) / span * (len(_SPARK) - 1))]
                    for v in values)
 
 
-def log_bar(value: float, lo: float = 1e-10, hi: float = 1e1, width: int = 10) -> Text:
-    """A bar whose length is log10(value) between lo and hi: gradients span decades."""
+def _log_bar(value: float, *, vanished: float, weak: float, lo: float = 1e-10, hi: float = 1e1,
+             width: int = 10) -> Text:
+    """A bar whose length is log10(value) between lo and hi (gradients span decades): red below
+    ``vanished``, yellow below ``weak``, green above."""
     if not (value > 0 and math.isfinite(value)):
         return Text("·" * 1 + " " * (width - 1) + " " + ("0" if value == 0 else "nan"), style="dim")
     share = (math.log10(value) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
     filled = max(1, min(width, round(share * width)))
-    style = "red" if value < 1e-7 else "yellow" if value < 1e-4 else "green"
+    style = "red" if value < vanished else "yellow" if value < weak else "green"
     return Text("█" * filled + " " * (width - filled) + " " + fmt(value), style=style)
 
 
 def _headline(report: Report) -> Panel:
     loss = report.loss
-    progress, floor = loss.get("progress"), loss.get("floor")
-    if progress is None or not math.isfinite(progress):
+    progress, floor = loss.progress, loss.floor
+    if progress is None:  # a report that does not measure it
+        change_text = signed_percent(loss.relative_change)
+    elif not math.isfinite(progress):
         change_text = "the loss is not finite"
-    elif floor is not None and math.isfinite(floor) and floor < loss["initial"]:  # an inverted loss has no floor
+    elif floor is not None and math.isfinite(floor) and loss.initial is not None \
+            and floor < loss.initial:  # an inverted loss has no floor
         change_text = f"{fmt(progress * 100)}% of the way to its floor {fmt(floor)}"
     else:
-        change_text = f"{-progress * 100:+.2f}%"
-    title = Text(f" {report.verdict.upper()} ", style=VERDICT_STYLE.get(report.verdict, "bold"))
+        change_text = signed_percent(-progress)
+    title = Text(f" {report.verdict.upper()} ", style=_VERDICT_STYLE.get(report.verdict, "bold"))
     body = Text.assemble(
         title, "  ",
-        (f"loss {loss['name']}: {fmt(loss['initial'])} → {fmt(loss['final'])} ({change_text}) "
-         f"in {loss.get('steps')} steps of batch {loss.get('batch_size')}", "bold"),
+        (f"loss {loss.name}: {num(loss.initial)} → {num(loss.final)} ({change_text}) "
+         f"in {loss.steps} steps of batch {loss.batch_size}", "bold"),
     )
     root = report.root_cause
     if root is not None:
         body.append(f"\n{first_finding_label(report)}: ", style="dim")
-        body.append(root.id, style=SEVERITY_STYLE[root.severity])
+        body.append(root.id, style=_SEVERITY_STYLE[root.severity])
         body.append(f" — {root.message}")
     elif report.verdict == "stalled":
         body.append("\nno detector found a cause; see the per-layer view below", style="dim")
@@ -77,7 +85,7 @@ def _findings(report: Report) -> Table:
     table.add_column("finding", ratio=1)
     explained = {other for f in report.findings for other in f.explains}
     for number, f in enumerate(report.findings, start=1):
-        head = Text.assemble((f"{f.severity.label.upper():<7}", SEVERITY_STYLE[f.severity]), " ",
+        head = Text.assemble((f"{f.severity.label.upper():<7}", _SEVERITY_STYLE[f.severity]), " ",
                              (f.id, "bold"), (f"  confidence {f.confidence:.0%}", "dim"))
         if f.layer:
             head.append(f"  layer {f.layer}", style="magenta")
@@ -98,8 +106,12 @@ def _layers(report: Report) -> Table | None:
     updates: dict[str, float] = {}
     for v in facts.variables:
         if v.is_kernel and v.grad_norm.size:
-            grads[v.layer] = float(np.median(v.grad_norm)) / math.sqrt(max(1, v.size))
+            grads[v.layer] = grad_rms(v)
             updates[v.layer] = float(np.median(v.update_ratio))
+    # Colours and the dead count follow the detectors' thresholds, as the diagnosis ran them.
+    vanished = threshold(report, "vanishing-gradient", "min_grad_rms")
+    weak = threshold(report, "vanishing-gradient", "max_first_rms")
+    dead_below = threshold(report, "dead-relu", "min_active_rate")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="per layer", title_style="bold",
                   title_justify="left")
     table.add_column("layer")
@@ -111,8 +123,8 @@ def _layers(report: Report) -> Table | None:
     table.add_column("dead", justify="right")
     for lf in facts.layers:
         sat = "" if lf.saturated_fraction is None else f"{np.median(lf.saturated_fraction):.0%}"
-        dead = "" if lf.unit_active_rate is None else f"{np.mean(lf.unit_active_rate < 0.01):.0%}"
-        grad = log_bar(grads[lf.name]) if lf.name in grads else Text("")
+        dead = "" if lf.unit_active_rate is None else f"{np.mean(lf.unit_active_rate < dead_below):.0%}"
+        grad = _log_bar(grads[lf.name], vanished=vanished, weak=weak) if lf.name in grads else Text("")
         upd = fmt(updates[lf.name]) if lf.name in updates else ""
         table.add_row(lf.name, lf.class_name, lf.activation or "", grad, upd, sat, dead)
     return table
@@ -123,26 +135,30 @@ def _loss_line(report: Report) -> Text | None:
     if facts is None or facts.loss.per_step.size == 0:
         return None
     per_step = facts.loss.per_step
-    return Text.assemble(("training loss per step  ", "bold"), (sparkline(per_step), "cyan"),
+    return Text.assemble(("training loss per step  ", "bold"), (_sparkline(per_step), "cyan"),
                          (f"  {fmt(per_step[0])} → {fmt(per_step[-1])}", "dim"))
 
 
 def _cosine(report: Report) -> Text | None:
     """For a scale-invariant (cosine) loss: cos(y, prediction) over the probe's batches, the
     norms on both sides, and the best cosine the output can reach where its range limits it."""
+    # The probe's own definition of scale invariance (lossprobe imports TensorFlow only inside
+    # its functions; imported here, not at the top, so that this module stays light either way).
+    from stalldoc.probe.lossprobe import INVARIANCE_TOLERANCE
+
     facts = report.facts
     pred = getattr(facts, "predictions", None)
     lp = getattr(facts, "loss_probe", None)
     if pred is None or pred.cosine_mean.size == 0 or not np.isfinite(pred.cosine_mean).all():
         return None
-    if (lp is None or lp.scale_spread >= 1e-3) and pred.best_reachable_cosine is None:
+    if (lp is None or lp.scale_spread >= INVARIANCE_TOLERANCE) and pred.best_reachable_cosine is None:
         return None
-    text = Text.assemble(("cosine(y, ŷ) per step  ", "bold"), (sparkline(pred.cosine_mean), "cyan"),
+    text = Text.assemble(("cosine(y, ŷ) per step  ", "bold"), (_sparkline(pred.cosine_mean), "cyan"),
                          (f"  mean {fmt(pred.cosine_mean[0])} → {fmt(pred.cosine_mean[-1])}, "
                           f"min {fmt(np.min(pred.cosine_min))}, max {fmt(np.max(pred.cosine_max))}", "dim"),
                          (f"   |ŷ| {fmt(np.median(pred.output_norm_mean))}, "
                           f"|y| {fmt(np.median(pred.target_norm_mean))}", "dim"))
-    if pred.best_reachable_cosine is not None and pred.best_reachable_cosine < 0.99:
+    if pred.best_reachable_cosine is not None and pred.best_reachable_cosine < _SHOW_REACHABLE_BELOW:
         text.append(f"   best reachable cosine {fmt(pred.best_reachable_cosine)} "
                     f"(output ≥ {fmt(pred.output_min)})", style="yellow")
     return text
@@ -197,7 +213,7 @@ def export(report: Report, *, svg: str | None = None, html: str | None = None, w
     """Save the terminal report as an SVG picture and/or an HTML page (colours kept)."""
     console = Console(record=True, force_terminal=True, width=width, file=_Null(), highlight=False)
     console.print(build(report))
-    title = f"stalldoc {report.model.get('path') or ''}".strip()
+    title = f"stalldoc {report.model.path or ''}".strip()
     if svg:
         console.save_svg(svg, title=title, clear=False)
     if html:

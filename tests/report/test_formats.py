@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from stalldoc import cli
 from stalldoc.detectors import REGISTRY
-from stalldoc.findings import DetectorError, Finding, Report, Severity, Skipped
+from stalldoc.findings import DataSummary, DetectorError, Finding, LossSummary, ModelSummary, Report, Severity, Skipped
 from stalldoc.pipeline import Options, build_report
 from stalldoc.report import FORMATS, renderer
 
@@ -41,10 +41,10 @@ def healthy_report() -> Report:
 
 
 def hand_report(*findings: Finding, errors=(), skipped=(), passed=(), verdict="stalled") -> Report:
-    return Report(model={"path": "models/m.keras", "layers": 3, "trainable_params": 10},
-                  data={"path": "data.npz", "samples": 8},
-                  loss={"name": "cosine", "initial": 0.98, "final": 0.98, "relative_change": -0.001,
-                        "steps": 20, "batch_size": 64},
+    return Report(model=ModelSummary(path="models/m.keras", layers=3, trainable_params=10),
+                  data=DataSummary(path="data.npz", samples=8),
+                  loss=LossSummary(name="cosine", initial=0.98, final=0.98, relative_change=-0.001,
+                                   steps=20, batch_size=64),
                   verdict=verdict, findings=list(findings), skipped=list(skipped), errors=list(errors),
                   passed=list(passed))
 
@@ -119,7 +119,7 @@ def test_json_ranked_root_cause_first_with_explains():
 
 def test_json_non_finite_numbers_become_null():
     report = hand_report(finding("exploding-gradient"))
-    report.loss["final"] = float("nan")
+    report.loss.final = float("nan")
     report.findings[0].evidence["value"] = float("inf")
     text = renderer("json")(report)
     doc = json.loads(text)  # strict JSON: no NaN/Infinity tokens
