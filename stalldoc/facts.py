@@ -16,6 +16,33 @@ import numpy as np
 SATURATING = "saturating"  # sigmoid, tanh, softmax, hard_sigmoid...
 RELU_FAMILY = "relu"  # relu, relu6 (units can die: zero output and zero gradient)
 
+# The activation functions of each family, by the names Keras serializes them with
+# (``keras.activations.serialize``). The one vocabulary for the probe, the detectors and tests.
+SATURATING_ACTIVATIONS = frozenset({"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_tanh"})
+RELU_ACTIVATIONS = frozenset({"relu", "relu6"})
+
+# The interval each bounded activation's outputs lie in, (low, high); an activation not
+# listed ("linear", None, gelu, silu...) counts as unbounded. Softmax rows also sum to 1.
+ACTIVATION_RANGES: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0), "hard_sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0),
+    "tanh": (-1.0, 1.0), "hard_tanh": (-1.0, 1.0), "softsign": (-1.0, 1.0),
+    "relu": (0.0, math.inf), "relu6": (0.0, 6.0), "softplus": (0.0, math.inf), "exponential": (0.0, math.inf),
+    "elu": (-1.0, math.inf), "selu": (-1.7581, math.inf),
+}
+# Activations whose outputs are never negative.
+NON_NEGATIVE_ACTIVATIONS = frozenset(name for name, (low, _) in ACTIVATION_RANGES.items() if low >= 0)
+# Activations whose outputs are probabilities (what a cross-entropy with from_logits=False expects).
+PROBABILITY_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "softmax"})
+
+
+def activation_family(name: str | None) -> str | None:
+    """SATURATING, RELU_FAMILY or None for an activation's serialized name."""
+    if name in SATURATING_ACTIVATIONS:
+        return SATURATING
+    if name in RELU_ACTIVATIONS:
+        return RELU_FAMILY
+    return None
+
 # How far the loss moved, the one measure the verdict and the detectors share. Progress is the
 # share of the way from the loss's starting value to its floor (the loss at a perfect
 # prediction) covered by the probe's steps; without a known floor, its relative fall.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stalldoc.detectors import by_id
+from stalldoc.detectors import by_id, causal_position
 from stalldoc.findings import Finding, Severity
 
 __all__ = ["rank"]
@@ -30,6 +30,6 @@ def rank(findings: list[Finding]) -> list[Finding]:
             f.confidence = min(0.99, f.confidence + 0.03 * len(f.explains))
 
     def key(f: Finding) -> tuple:
-        return (explained(f), -int(f.severity), by_id(f.id).causal_rank, -f.confidence)
+        return (explained(f), -int(f.severity), causal_position(f.id), -f.confidence)
 
     return sorted(findings, key=key)

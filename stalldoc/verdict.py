@@ -17,7 +17,7 @@ def verdict(facts: Facts, findings: list[Finding]) -> str:
         return "converged"
     # An objective fault (an inverted sign, a degenerate axis) makes the loss's own progress
     # meaningless: it may fall while the predictions move away from the targets.
-    if any(f.severity >= Severity.ERROR and getattr(by_id(f.id), "invalidates_loss", False) for f in findings):
+    if any(f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss for f in findings):
         return "stalled"
     progress = facts.progress
     if not math.isfinite(progress) or progress < FLAT_PROGRESS:

@@ -13,12 +13,17 @@ from stalldoc.facts import (
     Facts,
     LayerFacts,
     LossFacts,
+    LossProbeFacts,
     ModelFacts,
     PredictionFacts,
     VariableFacts,
+    activation_family,
 )
 
 STEPS = 5
+# The loss probe's alignment cosines and scale factors (as stalldoc.probe.lossprobe uses them).
+COSINES = np.array([1.0, 0.5, 0.0, -0.5, -1.0])
+SCALES = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3])
 
 
 def array(name: str = "x", *, mean: float | list[float] = 0.0, std: float | list[float] = 1.0,
@@ -35,8 +40,7 @@ def array(name: str = "x", *, mean: float | list[float] = 0.0, std: float | list
 def layer(name: str, index: int, *, activation: str | None = "linear", params: int = 10,
           saturated: float | None = None, gain: float | None = None,
           active_rates: list[float] | np.ndarray | None = None, trainable: bool = True) -> LayerFacts:
-    family = {"sigmoid": SATURATING, "tanh": SATURATING, "softmax": SATURATING,
-              "relu": RELU_FAMILY}.get(activation or "")
+    family = activation_family(activation)
     lf = LayerFacts(name=name, class_name="Dense", index=index, activation=activation, family=family,
                     params=params, trainable_params=params if trainable else 0,
                     output_mean=np.zeros(STEPS), output_std=np.ones(STEPS))
@@ -102,3 +106,40 @@ def facts(*, inputs: list[ArrayFacts] | None = None, targets: ArrayFacts | None 
                        final=loss_final, floor=loss_floor),
         layers=layers, variables=variables, steps=STEPS, batch_size=32, seed=0,
         samples=100, **extra)
+
+
+def loss_probe(curve=None, *, sign: float = 1.0, pred_scale=None, aligned_scale=None, target_scale=None,
+               sensitivity: float = 0.5, coupling: float = 0.0, affine: float = 0.0, axis: int = 8,
+               zero_target_finite: bool = True, zero_prediction_finite: bool = True,
+               negative_fraction: float = 0.5, positive_cosine: float = 0.65, reachable: float | None = None,
+               output_range=None, concentration: float = 0.1, broadcast=None) -> LossProbeFacts:
+    """Loss-probe facts of 1 - cos (sign=+1) or its inversion 1 + cos (sign=-1) unless overridden.
+
+    The values are those the real probe measures for the losses named in each test (see
+    tests/probe/test_lossprobe.py).
+    """
+    curve = np.asarray(curve if curve is not None else 1.0 - sign * COSINES, dtype=float)
+    aligned = float(curve[0])
+    flat = np.full(SCALES.size, float(curve[1]))
+    pred_scale = np.asarray(pred_scale if pred_scale is not None else flat, dtype=float)
+    aligned_scale = np.asarray(aligned_scale if aligned_scale is not None else np.full(SCALES.size, aligned))
+    target_scale = np.asarray(target_scale if target_scale is not None else flat, dtype=float)
+    spread = float(curve.max() - curve.min())
+    rel = lambda v: float((v.max() - v.min()) / spread)  # noqa: E731
+    return LossProbeFacts(
+        aligned=aligned, anti_aligned=float(curve[-1]), orthogonal=float(curve[2]), alignment_cosines=COSINES,
+        alignment_curve=curve, scale_factors=SCALES, prediction_scale_curve=pred_scale,
+        aligned_scale_curve=aligned_scale, target_scale_curve=target_scale, scale_spread=rel(pred_scale),
+        target_scale_spread=rel(target_scale), norm_reward=float((aligned - aligned_scale.min()) / spread),
+        affine_residual=affine, reduced_axis_length=axis, sensitivity=sensitivity, shuffled=float(curve[2]),
+        batch_axis_coupling=coupling, batch_axis_coupled=coupling > 1e-5,
+        zero_target_finite=zero_target_finite, zero_prediction_finite=zero_prediction_finite, finite=True,
+        is_cosine_like=rel(pred_scale) < 1e-3 and abs(curve[-1] - curve[0]) > 1e-3 * spread, samples=64,
+        negative_target_fraction=negative_fraction, positive_part_cosine=positive_cosine,
+        reachable_loss=reachable, output_range=output_range, direction_concentration=concentration,
+        broadcast_shape=broadcast)
+
+
+def with_probe(lp=None, **kw) -> Facts:
+    """facts(...) with a loss probe (1 - cos unless given)."""
+    return facts(loss_probe=lp if lp is not None else loss_probe(), **kw)

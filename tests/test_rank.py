@@ -106,3 +106,10 @@ def test_a_caveat_is_never_labelled_root_cause():
     assert first_finding_label(report) == "top finding"
     report.findings = [finding("dead-relu")]
     assert first_finding_label(report) == "root cause"
+
+
+def test_dead_relu_ranks_before_the_zero_predictions_and_gradient_blowup_it_causes():
+    found = [Finding(i, s, 0.9, i, "") for i, s in [("exploding-gradient", Severity.WARNING),
+                                                    ("zero-norm-target", Severity.WARNING),
+                                                    ("dead-relu", Severity.WARNING)]]
+    assert [f.id for f in rank(found)] == ["dead-relu", "zero-norm-target", "exploding-gradient"]

@@ -1,4 +1,10 @@
-"""The detector registry: an explicit tuple, in documentation order."""
+"""The detector registry (an explicit tuple, in documentation order: by area, upstream first)
+and the causal order that ranking uses.
+
+Adding a detector: write it in the module of its area (``detectors/<area>.py``, listed in that
+module's DETECTORS), place its id in CAUSAL_ORDER, and test it in
+``tests/detectors/test_<area>.py``.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,48 @@ REGISTRY: tuple[type[Detector], ...] = (
     *gradients.DETECTORS,
 )
 
-__all__ = ["REGISTRY", "Detector", "Skip", "Threshold", "by_id", "run_detectors"]
+# The causal chain, upstream first. A fault upstream (the data, the objective, the optimizer)
+# can produce the findings downstream (activations, then gradients), not the other way round;
+# so among findings of equal severity that no other finding explains, the earlier one here is
+# shown first (rank.py). Ids in one tuple are peers: their confidence orders them.
+CAUSAL_ORDER: tuple[tuple[str, ...], ...] = (
+    # what the network is fed and asked to predict
+    ("non-finite-data",),
+    ("constant-input",),
+    ("unnormalized-input", "unnormalized-target"),
+    ("no-trainable-weights",),
+    ("shape-mismatch",),
+    ("constant-target",),
+    ("zero-norm-target",),
+    # the objective
+    ("loss-not-rebuilt",),
+    ("inverted-loss",),
+    ("degenerate-cosine-axis",),
+    ("unnormalized-cosine-distance",),
+    ("output-range-mismatch",),
+    ("large-output-norm",),
+    # the optimizer's steps
+    ("learning-rate-too-high",),
+    ("learning-rate-too-low",),
+    ("converged",),
+    # the forward signal
+    ("saturated-activation",),
+    ("dead-relu",),
+    ("vanishing-activation",),
+    # the backward signal
+    ("exploding-gradient",),
+    ("vanishing-gradient",),
+    ("disconnected-gradient",),
+)
+_POSITION = {detector_id: i for i, peers in enumerate(CAUSAL_ORDER) for detector_id in peers}
+
+__all__ = ["CAUSAL_ORDER", "REGISTRY", "Detector", "Skip", "Threshold", "by_id", "causal_position",
+           "run_detectors"]
+
+
+def causal_position(detector_id: str) -> int:
+    """Where an id sits in CAUSAL_ORDER (0 = furthest upstream); unknown ids come last."""
+    return _POSITION.get(detector_id, len(CAUSAL_ORDER))
 
 
 def by_id(detector_id: str) -> type[Detector]:

@@ -40,7 +40,6 @@ class SaturatedActivation(Detector):
     )
     # A fully saturated float32 sigmoid returns exactly 0 or 1: its gradient is exactly zero.
     explains = ("vanishing-gradient", "disconnected-gradient")
-    causal_rank = 30
 
     def check(self, facts: Facts) -> list[Finding]:
         layers = [lf for lf in facts.layers if lf.family == SATURATING and lf.saturated_fraction is not None]
@@ -97,7 +96,6 @@ class DeadRelu(Detector):
     )
     # A fully dead stack makes the output a constant (its bias), zero at initialization.
     explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target", "vanishing-activation")
-    causal_rank = 31
 
     def check(self, facts: Facts) -> list[Finding]:
         layers = [lf for lf in facts.layers if lf.family == RELU_FAMILY and lf.unit_active_rate is not None]
@@ -152,7 +150,6 @@ class VanishingActivation(Detector):
     summary = "a layer whose outputs are ~0: the forward signal dies there"
     thresholds = (Threshold("max_ratio", 1e-4, "layer output RMS / input RMS"),)
     explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target")
-    causal_rank = 32
 
     def check(self, facts: Facts) -> list[Finding]:
         inputs = [a for a in facts.inputs if not a.consumed_as_indices and a.features]

@@ -12,9 +12,12 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from stalldoc.facts import Facts
+from stalldoc.facts import Facts, LossProbeFacts
 from stalldoc.findings import Finding, Severity
 from stalldoc.numbers import fmt  # noqa: F401 - re-exported: detectors format their messages with it
+
+# The areas detectors are filed by, upstream first; each is a module of stalldoc.detectors.
+AREAS = ("data", "objective", "optimization", "activations", "gradients")
 
 
 class Skip(Exception):
@@ -34,19 +37,23 @@ class Threshold:
 
 
 class Detector:
-    id: ClassVar[str]
-    area: ClassVar[str]  # data, objective, activations, gradients, optimization
+    """Base of every detector. Everything the rest of stalldoc reads from a detector class is
+    declared here; where a detector sits in the causal chain is not a class attribute but its
+    position in ``stalldoc.detectors.CAUSAL_ORDER``."""
+
+    id: ClassVar[str]  # stable kebab-case finding id
+    area: ClassVar[str]  # one of AREAS, and the name of the module the detector lives in
     summary: ClassVar[str]  # one line for `stalldoc detectors`
     severity: ClassVar[Severity] = Severity.WARNING
     thresholds: ClassVar[tuple[Threshold, ...]] = ()
     # Ids this detector's finding, when present, can account for (it is their root cause).
     explains: ClassVar[tuple[str, ...]] = ()
-    # Lower runs earlier in the causal chain: data < objective < optimization < activations
-    # < gradients. Used to order root causes of equal severity.
-    causal_rank: ClassVar[int] = 50
     # A caveat is about the diagnosis itself (e.g. the loss it had to use), not a reason the
     # training stalls: it never makes the verdict "stalled" and is never called a root cause.
     caveat: ClassVar[bool] = False
+    # An error-level finding of this detector makes the loss's own progress meaningless (an
+    # inverted sign, a degenerate axis, a broadcast): the verdict is "stalled" even if it fell.
+    invalidates_loss: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         known = {t.name: t for t in self.thresholds}
@@ -104,3 +111,15 @@ def ramp(value: float, low: float, high: float) -> float:
     if high == low:
         return 1.0 if value >= high else 0.0
     return max(0.0, min(1.0, (value - low) / (high - low)))
+
+
+def need_probe(facts: Facts) -> LossProbeFacts:
+    """The loss probe's facts, or Skip with the reason they cannot be used."""
+    lp = facts.loss_probe
+    if lp is None:
+        raise Skip("the loss could not be probed on predictions shaped like the targets")
+    if not lp.finite:
+        raise Skip("the loss probe produced non-finite values")
+    if lp.range <= 0:
+        raise Skip("the loss does not vary with the prediction's direction")
+    return lp

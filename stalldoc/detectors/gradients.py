@@ -10,6 +10,10 @@ from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
 from stalldoc.facts import Facts, VariableFacts
 from stalldoc.findings import Finding, Severity
 
+# A kernel gradient RMS below this has vanished: SageMaker Debugger's vanishing-gradient rule
+# (mean |gradient| < 1e-7). vanishing-gradient reports it; learning-rate-too-low defers to it.
+VANISHED_GRAD_RMS = 1e-7
+
 
 def grad_rms(v: VariableFacts) -> float:
     """Median over steps of the gradient's root-mean-square (norm / sqrt(size))."""
@@ -43,7 +47,6 @@ class NoTrainableWeights(Detector):
     summary = "the model has no trainable weights"
     severity = Severity.ERROR
     explains = ("disconnected-gradient", "converged", "learning-rate-too-low")
-    causal_rank = 3
 
     def check(self, facts: Facts) -> list[Finding]:
         if facts.model.trainable_params > 0:
@@ -79,7 +82,6 @@ class DisconnectedGradient(Detector):
     area = "gradients"
     summary = "trainable variables that receive no gradient"
     thresholds = (Threshold("zero_norm", 0.0, "gradient norm counted as exactly zero"),)
-    causal_rank = 41
 
     def check(self, facts: Facts) -> list[Finding]:
         if not facts.variables:
@@ -133,11 +135,10 @@ class VanishingGradient(Detector):
     area = "gradients"
     summary = "gradients that fade to nothing on their way to the first layers"
     thresholds = (
-        Threshold("min_grad_rms", 1e-7, "kernel gradient RMS below which it has vanished"),
+        Threshold("min_grad_rms", VANISHED_GRAD_RMS, "kernel gradient RMS below which it has vanished"),
         Threshold("max_depth_ratio", 1e-3, "first/last layer gradient RMS ratio"),
         Threshold("max_first_rms", 1e-4, "first-layer gradient RMS for the ratio rule"),
     )
-    causal_rank = 40
 
     def check(self, facts: Facts) -> list[Finding]:
         kernels = kernels_in_order(facts)
@@ -198,7 +199,6 @@ class ExplodingGradient(Detector):
         Threshold("min_growth_norm", 1e-2, "last step's global gradient norm for the growth rule"),
     )
     explains = ("saturated-activation",)
-    causal_rank = 35
 
     def check(self, facts: Facts) -> list[Finding]:
         connected = facts.connected_variables()

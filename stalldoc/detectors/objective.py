@@ -13,27 +13,14 @@ import math
 
 import numpy as np
 
-from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
-from stalldoc.facts import Facts, LossProbeFacts
+from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, need_probe, ramp
+from stalldoc.facts import NON_NEGATIVE_ACTIVATIONS, Facts, LossProbeFacts
 from stalldoc.findings import Finding, Severity
 
-# Activations whose outputs are never negative: corroborates a measured non-negative output.
-NON_NEGATIVE_ACTIVATIONS = {"relu", "relu6", "softmax", "sigmoid", "hard_sigmoid", "softplus", "exponential"}
 # A loss whose value at fixed norm is within this share of its range from a line in cos is
 # "cosine-shaped" (1 - cos, -cos and 1 - y.p are exactly affine: measured residual 0;
 # mean absolute error 0.14).
 AFFINE_TOLERANCE = 0.05
-
-
-def need_probe(facts: Facts) -> LossProbeFacts:
-    lp = facts.loss_probe
-    if lp is None:
-        raise Skip("the loss could not be probed on predictions shaped like the targets")
-    if not lp.finite:
-        raise Skip("the loss probe produced non-finite values")
-    if lp.range <= 0:
-        raise Skip("the loss does not vary with the prediction's direction")
-    return lp
 
 
 def curve_text(lp: LossProbeFacts) -> str:
@@ -72,7 +59,6 @@ class InvertedLoss(Detector):
     thresholds = (Threshold("min_inversion", 0.5, "(loss(cos=+1) - loss(cos=-1)) / range"),)
     explains = ("saturated-activation", "vanishing-gradient", "dead-relu", "disconnected-gradient",
                 "zero-norm-target", "large-output-norm", "learning-rate-too-low", "output-range-mismatch")
-    causal_rank = 10
     invalidates_loss = True  # the loss's own progress means nothing
 
     def check(self, facts: Facts) -> list[Finding]:
@@ -134,7 +120,6 @@ class DegenerateCosineAxis(Detector):
         Threshold("max_coupling", 1e-5, "mixed difference of the loss over the batch halves / range"),
     )
     explains = ("vanishing-gradient", "disconnected-gradient", "learning-rate-too-low", "converged")
-    causal_rank = 11
     invalidates_loss = True
 
     def check(self, facts: Facts) -> list[Finding]:
@@ -202,7 +187,6 @@ class UnnormalizedCosineDistance(Detector):
         Threshold("max_target_scale_spread", 0.01, "loss spread over target scales, / range"),
     )
     explains = ("large-output-norm", "exploding-gradient", "learning-rate-too-high", "saturated-activation")
-    causal_rank = 12
     invalidates_loss = True
 
     def check(self, facts: Facts) -> list[Finding]:
@@ -265,7 +249,6 @@ class OutputRangeMismatch(Detector):
     )
     explains = ("dead-relu", "saturated-activation", "vanishing-gradient", "disconnected-gradient",
                 "zero-norm-target", "learning-rate-too-low", "large-output-norm")
-    causal_rank = 13
 
     def check(self, facts: Facts) -> list[Finding]:
         lp = need_probe(facts)
@@ -326,7 +309,6 @@ class LargeOutputNorm(Detector):
     summary = "predictions so long that a cosine loss's gradient (1/|p|) vanishes"
     thresholds = (Threshold("max_output_norm", 100.0, "median prediction L2 norm"),)
     explains = ("vanishing-gradient", "learning-rate-too-low")
-    causal_rank = 15
 
     def check(self, facts: Facts) -> list[Finding]:
         lp = need_probe(facts)
@@ -356,185 +338,6 @@ class LargeOutputNorm(Detector):
         )]
 
 
-class ZeroNormTarget(Detector):
-    """
-    What it detects:
-        Target vectors (over the last axis) that are all zeros, or model predictions that
-        are all zeros, under a loss that needs a direction (scale-invariant, like a cosine)
-        or that turns NaN on a zero vector (measured by putting one zero vector in the batch).
-
-    Why it stalls training:
-        The cosine of a zero vector is undefined: a naive loss divides by zero and returns
-        NaN, which poisons every weight; a safe one (an epsilon in the norm) returns 0 with
-        a zero gradient, so those samples teach nothing. All-zero predictions (a dead ReLU
-        output) likewise give no gradient.
-
-    How to fix:
-        Drop or fix samples whose target is all zeros; add an epsilon in the norm
-        (tf.math.l2_normalize does); for zero predictions, fix the output layer
-        (a linear output for signed targets).
-
-    Thresholds:
-        max_zero_fraction: share of zero-norm target vectors tolerated by a NaN-safe loss.
-        max_zero_prediction_fraction: share of zero-norm predictions tolerated.
-    """
-
-    id = "zero-norm-target"
-    area = "data"
-    summary = "target or prediction vectors of zero norm under a cosine loss"
-    severity = Severity.ERROR
-    thresholds = (
-        Threshold("max_zero_fraction", 0.1, "share of zero-norm target vectors (NaN-safe loss)"),
-        Threshold("max_zero_prediction_fraction", 0.5, "share of zero-norm prediction vectors"),
-    )
-    explains = ("exploding-gradient", "disconnected-gradient", "vanishing-gradient", "learning-rate-too-high")
-    causal_rank = 6
-
-    def check(self, facts: Facts) -> list[Finding]:
-        lp = need_probe(facts)
-        out = []
-        zero = facts.targets.zero_norm_fraction
-        if zero > 0 and not lp.zero_target_finite:
-            out.append(self.finding(
-                f"{fmt(zero * 100)}% of target vectors have zero norm and the loss (or its gradient) is "
-                f"NaN/Inf on a zero target > 0% tolerated",
-                confidence=0.95,
-                evidence={"zero_norm_fraction": zero, "loss_finite_at_zero": False, "threshold": 0.0}))
-        elif lp.is_cosine_like and zero > self.t["max_zero_fraction"]:
-            out.append(self.finding(
-                f"{fmt(zero * 100)}% of target vectors have zero norm > {fmt(self.t['max_zero_fraction'] * 100)}%: "
-                f"their cosine is undefined and they give no gradient",
-                confidence=0.6 + 0.35 * ramp(zero, self.t["max_zero_fraction"], 1.0),
-                severity=Severity.ERROR if zero >= 0.5 else Severity.WARNING,
-                evidence={"zero_norm_fraction": zero, "threshold": self.t["max_zero_fraction"]}))
-        pred = facts.predictions
-        if pred is not None and (lp.is_cosine_like or not lp.zero_prediction_finite):
-            per_step = pred.zero_norm_output_per_step
-            if per_step is None or not len(per_step):
-                per_step = np.array([pred.zero_norm_output_fraction])
-            worst = int(np.argmax(per_step))
-            share = float(per_step[worst])
-            if share > self.t["max_zero_prediction_fraction"]:
-                # At such a step a cosine's gradient scales as 1/|y_pred|: it is either huge or zero.
-                out.append(self.finding(
-                    f"{fmt(share * 100)}% of predictions have zero norm at step {worst + 1} > "
-                    f"{fmt(self.t['max_zero_prediction_fraction'] * 100)}%: the cosine has no direction "
-                    f"there and its gradient (1/|y_pred|) blows up or vanishes",
-                    confidence=0.7, severity=Severity.WARNING,
-                    evidence={"zero_norm_prediction_fraction": share, "step": worst + 1,
-                              "mean_over_steps": pred.zero_norm_output_fraction,
-                              "threshold": self.t["max_zero_prediction_fraction"]}))
-        return out
-
-
-class ConstantTarget(Detector):
-    """
-    What it detects:
-        Targets that are the same for every sample — every feature's standard deviation is
-        ~0 relative to the targets' scale — or, for a loss that only sees directions (a
-        cosine), targets that all point the same way (the mean of the unit target vectors
-        has length ~1).
-
-    Why it stalls training:
-        There is nothing to learn from the inputs: the network fits the constant with its
-        output bias in a few steps and the loss then stays flat (at its floor, which looks
-        like convergence but means the data is wrong).
-
-    How to fix:
-        Check the targets: a wrong key or column, a broadcast that copied one row, labels
-        overwritten by a constant, or a normalization that removed all variation.
-
-    Thresholds:
-        max_relative_std: largest feature std / target RMS below which targets are constant.
-        max_direction_concentration: |mean of unit target vectors| above which all targets
-            point the same way (random directions in d dims give ~1/sqrt(n); measured 0.13
-            for 64 Gaussian 8-dim targets).
-    """
-
-    id = "constant-target"
-    area = "data"
-    summary = "targets that do not vary across samples (or, for a cosine, all point the same way)"
-    severity = Severity.ERROR
-    thresholds = (
-        Threshold("max_relative_std", 1e-6, "largest feature std / target RMS"),
-        Threshold("max_direction_concentration", 0.999, "|mean unit target vector|"),
-    )
-    explains = ("converged", "vanishing-gradient", "learning-rate-too-low")
-    causal_rank = 5
-
-    def check(self, facts: Facts) -> list[Finding]:
-        t = facts.targets
-        if t.samples < 2 or t.features == 0:
-            raise Skip("fewer than 2 target samples")
-        std = t.feature_std[np.isfinite(t.feature_std)]
-        rms = t.feature_rms[np.isfinite(t.feature_rms)]
-        scale = float(np.sqrt(np.mean(rms**2))) if rms.size else 0.0
-        rel = float(std.max() / scale) if std.size and scale > 0 else 0.0
-        if rel < self.t["max_relative_std"]:
-            return [self.finding(
-                f"{t.name} is the same for all {t.samples} samples: largest feature std / RMS = {fmt(rel)} < "
-                f"{fmt(self.t['max_relative_std'])}",
-                confidence=0.95,
-                evidence={"relative_std": rel, "target_rms": scale, "threshold": self.t["max_relative_std"]})]
-        lp = facts.loss_probe
-        if lp is not None and lp.is_cosine_like and lp.reduced_axis_length >= 2 \
-                and lp.direction_concentration > self.t["max_direction_concentration"]:
-            return [self.finding(
-                f"all {t.name} vectors point the same way: |mean unit target| = {fmt(lp.direction_concentration)} > "
-                f"{fmt(self.t['max_direction_concentration'])}, and the loss sees only directions",
-                confidence=0.85,
-                evidence={"direction_concentration": lp.direction_concentration,
-                          "threshold": self.t["max_direction_concentration"]})]
-        return []
-
-
-class ShapeMismatch(Detector):
-    """
-    What it detects:
-        Targets and predictions whose per-sample shapes differ and that the loss compares
-        elementwise after broadcasting, e.g. (N, 8) targets against (N, 1) predictions (one
-        predicted value repeated against 8 target components). Measured: the loss accepts
-        the pair, and (for integer targets) gives the same value on explicitly broadcast copies.
-        Keras' own rank fix — (N,) against (N, 1) is squeezed — is applied first, as compile does.
-
-    Why it stalls training:
-        The model cannot express the target: a single value stretched over several
-        components has one direction (+-(1, ..., 1)), so the loss stops at whatever that
-        direction allows, whatever the network learns.
-
-    How to fix:
-        Make the output layer produce the target's shape (Dense(D) for (N, D) targets), or
-        reshape the targets to the prediction's shape.
-
-    Thresholds:
-        (none: any broadcast between different per-sample shapes is reported)
-    """
-
-    id = "shape-mismatch"
-    area = "data"
-    summary = "targets and predictions of different shapes, broadcast against each other"
-    severity = Severity.ERROR
-    explains = ("converged", "vanishing-gradient", "learning-rate-too-low", "output-range-mismatch",
-                "degenerate-cosine-axis")
-    causal_rank = 4
-    invalidates_loss = True  # the loss compares something other than each target with its prediction
-
-    def check(self, facts: Facts) -> list[Finding]:
-        lp = facts.loss_probe
-        pred = facts.predictions
-        if lp is None or pred is None:
-            raise Skip("the loss could not be probed against the model's output shape")
-        if lp.broadcast_shape is None:
-            return []
-        return [self.finding(
-            f"targets of shape {pred.target_shape} per sample and predictions of shape {pred.output_shape} are "
-            f"broadcast to {lp.broadcast_shape} inside the loss",
-            confidence=0.9,
-            evidence={"target_shape": list(pred.target_shape), "output_shape": list(pred.output_shape),
-                      "broadcast_shape": list(lp.broadcast_shape), "threshold": None},
-        )]
-
-
 class LossNotRebuilt(Detector):
     """
     What it detects:
@@ -559,7 +362,6 @@ class LossNotRebuilt(Detector):
     area = "objective"
     summary = "the model's own compiled loss could not be rebuilt; a substitute was used"
     severity = Severity.WARNING
-    causal_rank = 9
     caveat = True
 
     def check(self, facts: Facts) -> list[Finding]:
@@ -577,5 +379,5 @@ class LossNotRebuilt(Detector):
         )]
 
 
-DETECTORS = (LossNotRebuilt, ShapeMismatch, ConstantTarget, ZeroNormTarget, InvertedLoss, DegenerateCosineAxis,
-             UnnormalizedCosineDistance, OutputRangeMismatch, LargeOutputNorm)
+DETECTORS = (LossNotRebuilt, InvertedLoss, DegenerateCosineAxis, UnnormalizedCosineDistance, OutputRangeMismatch,
+             LargeOutputNorm)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
-from stalldoc.detectors.gradients import grad_rms
+from stalldoc.detectors.gradients import VANISHED_GRAD_RMS, grad_rms
 from stalldoc.facts import Facts, VariableFacts
 from stalldoc.findings import Finding, Severity
 
@@ -48,7 +48,8 @@ class LearningRateTooLow(Detector):
             thumb (Karpathy, CS231n) is ~1e-3 for healthy training; measured 4e-3-6e-2 on
             models that train, 1.3e-6 with Adam at lr 1e-7; 1e-5 is 100x below the rule.
         min_grad_rms: that kernel's gradient RMS must be above this (otherwise the cause
-            is a vanishing gradient, not the learning rate).
+            is a vanishing gradient, not the learning rate): vanishing-gradient's own
+            min_grad_rms, 1e-7 (one constant, VANISHED_GRAD_RMS; override both together).
     """
 
     id = "learning-rate-too-low"
@@ -56,9 +57,8 @@ class LearningRateTooLow(Detector):
     summary = "updates far too small relative to the weights, while the gradient is there"
     thresholds = (
         Threshold("min_update_ratio", 1e-4, "largest per-kernel update/weight ratio per step"),
-        Threshold("min_grad_rms", 1e-7, "gradient RMS of that kernel (below: vanishing, not LR)"),
+        Threshold("min_grad_rms", VANISHED_GRAD_RMS, "gradient RMS of that kernel (below: vanishing, not LR)"),
     )
-    causal_rank = 21
 
     def check(self, facts: Facts) -> list[Finding]:
         stats = kernel_update_ratios(facts)
@@ -113,7 +113,6 @@ class LearningRateTooHigh(Detector):
         Threshold("max_rise", 0.1, "rise of the loss, as a share of the way to its floor"),
     )
     explains = ("saturated-activation", "dead-relu", "exploding-gradient")
-    causal_rank = 20
 
     def check(self, facts: Facts) -> list[Finding]:
         per_step = facts.loss.per_step
@@ -182,7 +181,6 @@ class Converged(Detector):
     summary = "the loss is flat because it is at its minimum"
     severity = Severity.INFO
     thresholds = (Threshold("max_gap", 0.01, "(loss - floor) / range"),)
-    causal_rank = 25
 
     def check(self, facts: Facts) -> list[Finding]:
         loss = facts.loss
