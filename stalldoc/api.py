@@ -28,8 +28,9 @@ from stalldoc.inputs.data import validate_array
 IN_MEMORY = "<arrays>"
 
 
-def diagnose(model, x, y, *, loss: str = "auto", steps: int | None = None, batch_size: int | None = None,
-             seed: int | None = None, select: Sequence[str] | None = None, ignore: Sequence[str] | None = None,
+def diagnose(model, x, y, *, loss: str | None = None, steps: int | None = None, max_steps: int | None = None,
+             batch_size: int | None = None, seed: int | None = None, select: Sequence[str] | None = None,
+             ignore: Sequence[str] | None = None,
              thresholds: Mapping[str, Mapping[str, float]] | None = None) -> Report:
     """Run a few instrumented training steps of ``model`` on ``(x, y)`` and return the ranked diagnosis.
 
@@ -37,21 +38,18 @@ def diagnose(model, x, y, *, loss: str = "auto", steps: int | None = None, batch
     for a multi-input model; ``y`` the targets. ``loss`` takes the same specs as
     ``stalldoc check --loss`` (``auto`` = the model's compiled loss, else cosine distance).
     ``select``/``ignore`` are finding ids; ``thresholds`` maps a finding id to threshold
-    overrides, as ``[tool.stalldoc.detectors.<id>]`` does. Defaults as the CLI's
-    (20 steps, batch 64, seed 0). Raises ``stalldoc.errors.StalldocError`` on bad input.
+    overrides, as ``[tool.stalldoc.detectors.<id>]`` does. Every setting left None takes the
+    CLI's default (``stalldoc.options.Options``). Raises ``stalldoc.StalldocError`` on bad input.
     """
     import keras
 
-    from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, Options, diagnose_dataset
+    from stalldoc.options import Options
+    from stalldoc.pipeline import diagnose_dataset
 
     if not isinstance(model, keras.Model):
         raise InputError(f"model: expected a keras.Model, got {type(model).__name__}")
-    options = Options(loss=loss, steps=DEFAULT_STEPS if steps is None else steps,
-                      batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
-                      seed=DEFAULT_SEED if seed is None else seed,
-                      select=_ids(select, "select"), ignore=_ids(ignore, "ignore"),
-                      thresholds=_thresholds(thresholds))
-    options.validate()
+    options = Options.merged(loss=loss, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                             select=select, ignore=ignore, thresholds=thresholds)
     dataset = to_dataset(model, x, y)
     with preserved(model):
         return diagnose_dataset(model, dataset, options)
@@ -125,37 +123,6 @@ def _array(value: Any, name: str) -> np.ndarray:
         raise InputError(f"{name}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
     validate_array(arr, f"{name}:")
     return arr
-
-
-def _ids(values: Sequence[str] | None, name: str) -> list[str] | None:
-    from stalldoc.config import validate_ids
-
-    if values is None:
-        return None
-    if isinstance(values, str):
-        values = [values]
-    values = list(values)
-    unknown = validate_ids(values)
-    if unknown:
-        raise InputError(f"{name}: unknown finding id {unknown[0]!r} (see `stalldoc detectors`)")
-    return values
-
-
-def _thresholds(thresholds: Mapping[str, Mapping[str, float]] | None) -> dict[str, dict[str, float]]:
-    from stalldoc.detectors import by_id
-
-    result: dict[str, dict[str, float]] = {}
-    for detector_id, overrides in (thresholds or {}).items():
-        try:
-            cls = by_id(detector_id)
-        except KeyError:
-            raise InputError(f"thresholds: unknown finding id {detector_id!r} (see `stalldoc detectors`)") from None
-        try:
-            cls(**dict(overrides))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"thresholds: {exc}") from None
-        result[detector_id] = dict(overrides)
-    return result
 
 
 def _keras_seed_state():

@@ -12,9 +12,10 @@ import click
 
 from stalldoc import __version__
 from stalldoc.errors import StalldocError, one_line
+from stalldoc.findings import EXIT_ERROR, EXIT_OK, FAIL_ON
+from stalldoc.options import Options
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-FAIL_ON = ("error", "warning", "info", "never")
+DEFAULT = Options()  # help texts show these defaults; flags > config file > defaults
 
 
 def _fail(message: str, debug: bool = False) -> None:
@@ -41,16 +42,19 @@ def main() -> None:
 @click.argument("data", type=click.Path(dir_okay=True))
 @click.option("--loss", "loss_spec", default=None, metavar="SPEC",
               help="auto | compiled | cosine | keras-cosine | a Keras loss name | FILE.py:FUNC | MODULE:FUNC"
-                   "  [default: auto]")
-@click.option("--steps", type=int, default=None, help="instrumented training steps  [default: 20]")
-@click.option("--batch-size", type=int, default=None, help="samples per step  [default: 64]")
-@click.option("--seed", type=int, default=None, help="random seed  [default: 0]")
+                   f"  [default: {DEFAULT.loss}]")
+@click.option("--steps", type=int, default=None, help=f"instrumented training steps  [default: {DEFAULT.steps}]")
+@click.option("--max-steps", type=int, default=None,
+              help="while the loss's trend is undecided the probe runs more steps, up to this many"
+                   "  [default: 8 x --steps; = --steps for a fixed horizon]")
+@click.option("--batch-size", type=int, default=None, help=f"samples per step  [default: {DEFAULT.batch_size}]")
+@click.option("--seed", type=int, default=None, help=f"random seed  [default: {DEFAULT.seed}]")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github", "markdown"]),
               default=None, help="report format  [default: text; github under GitHub Actions]")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write the report to FILE instead of stdout")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
-              help="lowest severity that makes the exit code 1  [default: warning]")
+              help=f"lowest severity that makes the exit code 1  [default: {DEFAULT.fail_on}]")
 @click.option("--exit-zero", is_flag=True, help="exit 0 even with findings (errors still exit 2)")
 @click.option("--select", default=None, metavar="IDS", help="run only these detectors (comma-separated ids)")
 @click.option("--ignore", default=None, metavar="IDS", help="never run these detectors (comma-separated ids)")
@@ -64,31 +68,22 @@ def main() -> None:
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
 @click.option("-q", "--quiet", is_flag=True, help="no progress on stderr")
 @click.option("--debug", is_flag=True, help="show tracebacks on errors")
-def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on, exit_zero,
+def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
           x_key, y_key, unsafe, quiet, debug) -> None:
     """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis."""
     import os
 
-    from stalldoc.findings import Severity
-    from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, Options, check_files
+    from stalldoc.pipeline import check_files
     from stalldoc.report.live import Progress
 
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
     config = _load_config(config_path, isolated, debug)
-    # Command-line flags win over the configuration file, which wins over the defaults.
-    fail_on = _first(fail_on, config.fail_on, "warning")
-    steps = _first(steps, config.steps)
-    batch_size = _first(batch_size, config.batch_size)
-    options = Options(loss=_first(loss_spec, config.loss, "auto"), steps=_first(steps, DEFAULT_STEPS),
-                      batch_size=_first(batch_size, DEFAULT_BATCH_SIZE),
-                      seed=_first(seed, config.seed, DEFAULT_SEED), unsafe=unsafe,
-                      select=_id_list(select, "--select") if select is not None else config.select,
-                      ignore=_id_list(ignore, "--ignore") if ignore is not None else config.ignore,
-                      thresholds=config.thresholds)
     try:
-        options.validate()
+        options = Options.merged(config, loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size,
+                                 seed=seed, fail_on=fail_on, select=select, ignore=ignore,
+                                 unsafe=unsafe or None)
     except StalldocError as exc:
         _fail(str(exc))
     for target in (output, export_svg, export_html):
@@ -110,7 +105,7 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
               "(rerun with --debug for the traceback)", debug)
 
     try:
-        _emit(report, fmt, output, fail_on, export_svg, export_html)
+        _emit(report, fmt, output, options.fail_on, export_svg, export_html)
     except Exception as exc:  # noqa: BLE001 - a renderer bug is an internal error (exit 2), not a traceback
         _fail(f"internal error while rendering: {type(exc).__name__}: {one_line(exc)}", debug)
 
@@ -118,9 +113,7 @@ def check(model, data, loss_spec, steps, batch_size, seed, fmt, output, fail_on,
         click.echo(f"stalldoc: error: {len(report.errors)} detector(s) crashed: "
                    + ", ".join(e.detector for e in report.errors), err=True)
         sys.exit(EXIT_ERROR)
-    if exit_zero or fail_on == "never":
-        sys.exit(EXIT_OK)
-    sys.exit(EXIT_FINDINGS if report.blocking(Severity.parse(fail_on)) else EXIT_OK)
+    sys.exit(EXIT_OK if exit_zero else report.exit_code(options.fail_on))
 
 
 def _complete_ids(ctx, param, incomplete: str) -> list[str]:
@@ -200,11 +193,6 @@ def _emit(report, fmt, output, fail_on, export_svg, export_html) -> None:
             _fail(f"{exc.filename or export_svg or export_html}: cannot write the export ({exc.strerror})")
 
 
-def _first(*values):
-    """The first value that is not None (flag, then config file, then default)."""
-    return next((v for v in values if v is not None), None)
-
-
 def _load_config(path: str | None, isolated: bool, debug: bool = False):
     from stalldoc.config import Config, load_config
 
@@ -214,16 +202,6 @@ def _load_config(path: str | None, isolated: bool, debug: bool = False):
         return load_config(path)
     except StalldocError as exc:
         _fail(str(exc), debug)
-
-
-def _id_list(text: str, flag: str) -> list[str]:
-    from stalldoc.config import validate_ids
-
-    ids = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = validate_ids(ids)
-    if unknown:
-        _fail(f"{flag}: unknown finding id {unknown[0]!r} (see `stalldoc detectors`)")
-    return ids
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stalldoc.errors import StalldocError
+from stalldoc.options import FAIL_ON, unknown_ids
 
-FAIL_ON = ("error", "warning", "info", "never")
-KEYS = ("steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "detectors")
+KEYS = ("steps", "max-steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "detectors")
 TABLE = "[tool.stalldoc]"
 
 
@@ -39,6 +39,7 @@ class ConfigError(StalldocError):
 class Config:
     path: str | None = None  # the file the values came from; None when there is none
     steps: int | None = None
+    max_steps: int | None = None
     batch_size: int | None = None
     seed: int | None = None
     loss: str | None = None
@@ -97,7 +98,7 @@ def parse(table: dict[str, Any], path: str, where: str = TABLE) -> Config:
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
             raise ConfigError(f"{path}: {where + ' ' if where else ''}unknown key {key!r} ({hint})")
-        if key in ("steps", "batch-size", "seed"):
+        if key in ("steps", "max-steps", "batch-size", "seed"):
             low = 0 if key == "seed" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise bad(key, f"expected an integer >= {low}, got {value!r}")
@@ -117,18 +118,10 @@ def parse(table: dict[str, Any], path: str, where: str = TABLE) -> Config:
     return config
 
 
-def validate_ids(ids: list[str]) -> list[str]:
-    """The ids that are not a known detector's (for --select/--ignore and the config file)."""
-    from stalldoc.detectors import REGISTRY
-
-    known = {cls.id for cls in REGISTRY}
-    return [i for i in ids if i not in known]
-
-
 def _ids(value: Any, bad) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad(f"expected a list of finding ids, got {value!r}")
-    unknown = validate_ids(value)
+    unknown = unknown_ids(value)
     if unknown:
         raise bad(f"unknown finding id {unknown[0]!r} (see `stalldoc detectors`)")
     return list(value)

@@ -33,6 +33,8 @@ ACTIVATION_RANGES: dict[str, tuple[float, float]] = {
 NON_NEGATIVE_ACTIVATIONS = frozenset(name for name, (low, _) in ACTIVATION_RANGES.items() if low >= 0)
 # Activations whose outputs are probabilities (what a cross-entropy with from_logits=False expects).
 PROBABILITY_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "softmax"})
+# Layers that read their input as integer indices (token or category ids), not magnitudes.
+INDEX_LAYERS = frozenset({"Embedding", "CategoryEncoding", "IntegerLookup", "StringLookup", "Hashing"})
 
 
 def activation_family(name: str | None) -> str | None:
@@ -53,6 +55,25 @@ def activation_family(name: str | None) -> str | None:
 # was found.
 FLAT_PROGRESS = 0.01
 MOVING_PROGRESS = 0.05
+
+
+def loss_progress(initial: float, final: float, floor: float | None, baseline: float | None) -> float:
+    """Share of the way to the floor that the loss covered, positive when it falls.
+
+    With a constant-predictor baseline above the floor, the way is measured from the lower
+    of the initial loss and the baseline, in units of (baseline - floor): falling *toward*
+    the baseline from above is no progress (the model learns only the constant), and a
+    small wobble of a trained model far below it is no rise. Without a baseline, from the
+    initial loss to the floor; without a floor either, the relative fall.
+    """
+    if not (math.isfinite(initial) and math.isfinite(final)):
+        return float("nan")
+    has_floor = floor is not None and math.isfinite(floor)
+    if has_floor and baseline is not None and math.isfinite(baseline) and baseline - floor > 1e-12:
+        return (min(initial, baseline) - final) / (baseline - floor)
+    if has_floor and initial - floor > 1e-12:
+        return (initial - final) / (initial - floor)
+    return (initial - final) / max(abs(initial), 1e-12)
 
 
 @dataclass
@@ -141,6 +162,9 @@ class VariableFacts:
     # and stay identical (symmetric initialization). None for non-kernels.
     initial_unit_spread: float | None = None
     initial_rms: float | None = None  # RMS of the values before the first step
+    # The same spread after the probe's last step: still ~0 when the units stayed identical
+    # (they got identical gradients); None for non-kernels or when not measured.
+    final_unit_spread: float | None = None
 
     @property
     def size(self) -> int:
@@ -244,6 +268,13 @@ class LossFacts:
     training_final: float | None = None
 
     @property
+    def verdict_values(self) -> tuple[float, float]:
+        """(initial, final): the training-mode loss when it was measured, else inference mode."""
+        if self.training_initial is not None and self.training_final is not None:
+            return self.training_initial, self.training_final
+        return self.initial, self.final
+
+    @property
     def relative_change(self) -> float:
         """(final - initial) / |initial|; negative when the loss falls."""
         if not np.isfinite(self.initial) or not np.isfinite(self.final):
@@ -307,17 +338,22 @@ class Facts:
 
     @property
     def progress(self) -> float:
-        """Share of the way from the initial loss to its floor covered by the probe's steps.
+        """How far the loss moved during the probe, as a share of the way to its floor,
+        measured from the constant-predictor baseline when that is known (see
+        ``loss_progress``). The training-mode loss is used when it was measured.
 
         Positive when the loss falls, negative when it rises, NaN when it became non-finite.
         """
         loss = self.loss
-        if not (math.isfinite(loss.initial) and math.isfinite(loss.final)):
-            return float("nan")
-        floor = loss.floor if loss.floor is not None and math.isfinite(loss.floor) else None
-        if floor is not None and loss.initial - floor > 1e-12:
-            return (loss.initial - loss.final) / (loss.initial - floor)
-        return -loss.relative_change
+        initial, final = loss.verdict_values
+        return loss_progress(initial, final, loss.floor, loss.baseline)
+
+    @property
+    def raw_progress(self) -> float:
+        """Share of the way from the initial loss to its floor, ignoring the baseline: how
+        far the loss itself moved (a rise is negative)."""
+        initial, final = self.loss.verdict_values
+        return loss_progress(initial, final, self.loss.floor, None)
 
     @property
     def loss_moving(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import factories as F
@@ -10,7 +11,10 @@ from click.testing import CliRunner
 
 from stalldoc import cli
 from stalldoc.config import Config, ConfigError, find_pyproject, load_config
-from stalldoc.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SEED, DEFAULT_STEPS, build_report
+from stalldoc.options import Options
+from stalldoc.pipeline import build_report
+
+DEFAULT = Options()
 
 FULL = """
 [project]
@@ -85,9 +89,22 @@ def test_a_nearer_pyproject_without_the_table_is_skipped(project):
 
 
 def test_no_config_anywhere(tmp_path, monkeypatch):
+    # What lies above the temporary directory is not the test's (a stray /tmp/pyproject.toml):
+    # the search sees only files under tmp_path, and must still look all the way up to the root.
     monkeypatch.chdir(tmp_path)
-    if find_pyproject() is None:  # nothing above the temporary directory either
-        assert load_config() == Config()
+    looked = []
+    isfile = os.path.isfile
+
+    def only_under_tmp(path):
+        looked.append(os.path.abspath(path))
+        return isfile(path) and os.path.abspath(path).startswith(str(tmp_path) + os.sep)
+
+    monkeypatch.setattr(os.path, "isfile", only_under_tmp)
+    write(tmp_path / "pyproject.toml", '[project]\nname = "no-table"\n')
+    assert find_pyproject() is None
+    assert load_config() == Config()
+    assert looked[0] == str(tmp_path / "pyproject.toml")
+    assert looked[-1] == os.path.join(os.path.abspath(os.sep), "pyproject.toml")
 
 
 def test_standalone_config_file(tmp_path):
@@ -133,12 +150,12 @@ def test_fail_on_flag_wins_over_the_file(project, seen):
 def test_isolated_and_explicit_config(project, seen, tmp_path):
     assert run("--isolated").exit_code == 1
     opts = seen["options"]
-    assert (opts.steps, opts.batch_size, opts.seed, opts.loss) == (DEFAULT_STEPS, DEFAULT_BATCH_SIZE,
-                                                                    DEFAULT_SEED, "auto")
+    assert (opts.steps, opts.batch_size, opts.seed, opts.loss) == (DEFAULT.steps, DEFAULT.batch_size,
+                                                                    DEFAULT.seed, "auto")
     assert opts.thresholds == {} and opts.ignore is None
     other = write(tmp_path / "ci.toml", "[tool.stalldoc]\nsteps = 11\n")
     assert run("--config", str(other)).exit_code == 1
-    assert seen["options"].steps == 11 and seen["options"].batch_size == DEFAULT_BATCH_SIZE
+    assert seen["options"].steps == 11 and seen["options"].batch_size == DEFAULT.batch_size
 
 
 def test_thresholds_from_the_file_change_the_findings(project, monkeypatch):

@@ -45,7 +45,8 @@ class StallWatch(keras.callbacks.Callback):
         stop_training: stop the fit when the loss plateaus (after printing the diagnosis).
         once: diagnose at most once per fit (default); else watch again after each diagnosis.
         held_samples: how many samples of the held data the diagnosis uses.
-        steps, batch_size, seed, loss, select, ignore, thresholds: passed to ``stalldoc.diagnose``.
+        steps, batch_size, seed, loss, select, ignore, thresholds: passed to ``stalldoc.diagnose``
+            (None: the CLI's defaults).
         print_fn: where the diagnosis goes (default: print to stdout, coloured on a terminal);
             ``None``-returning callable taking one string.
         verbose: 0 prints nothing (read ``.report``/``.reports`` instead).
@@ -55,8 +56,9 @@ class StallWatch(keras.callbacks.Callback):
 
     def __init__(self, x: Any = None, y: Any = None, *, monitor: str = "loss", patience: int = 3,
                  min_delta: float = 0.01, per: str = "epoch", stop_training: bool = False, once: bool = True,
-                 held_samples: int = 256, steps: int = 10, batch_size: int = 64, seed: int = 0,
-                 loss: str = "auto", select: Sequence[str] | None = None, ignore: Sequence[str] | None = None,
+                 held_samples: int = 256, steps: int | None = None, batch_size: int | None = None,
+                 seed: int | None = None, loss: str | None = None, select: Sequence[str] | None = None,
+                 ignore: Sequence[str] | None = None,
                  thresholds: Mapping[str, Mapping[str, float]] | None = None,
                  print_fn: Callable[[str], None] | None = None, verbose: int = 1) -> None:
         super().__init__()
@@ -74,6 +76,11 @@ class StallWatch(keras.callbacks.Callback):
         self.stop = stop_training
         self.once = once
         self.held_samples = held_samples
+        from stalldoc.options import Options
+
+        # Validated now, with the same rules and defaults as the CLI's: a typo fails before fit.
+        self.options = Options.merged(steps=steps, batch_size=batch_size, seed=seed, loss=loss, select=select,
+                                      ignore=ignore, thresholds=thresholds)
         self.diagnose_kwargs = dict(steps=steps, batch_size=batch_size, seed=seed, loss=loss, select=select,
                                     ignore=ignore, thresholds=thresholds)
         self.print_fn = print_fn
@@ -171,7 +178,7 @@ class StallWatch(keras.callbacks.Callback):
                 raise StalldocError("no held batch: pass StallWatch(x, y) with a few hundred training samples")
         if y is None:
             x, y = _first_batch(x)
-        return _sample(x, y, self.held_samples, self.diagnose_kwargs["seed"])
+        return _sample(x, y, self.held_samples, self.options.seed)
 
 
 def _print(text: str) -> None:

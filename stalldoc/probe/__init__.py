@@ -1,1 +1,273 @@
-"""The probe: instrumented training steps that turn a model and its data into Facts."""
+"""The probe: instrumented training steps that turn a model and its data into Facts.
+
+Facts are collected here and only here: the data statistics, the measured steps (with an
+adaptive horizon), the loss at the start and the end, its floor and constant-predictor
+baseline, the task and its accuracy, and the loss function's own behaviour. The pipeline
+only orchestrates. TensorFlow is imported inside the functions, never at import time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from stalldoc.errors import InputError, one_line
+from stalldoc.facts import FLAT_PROGRESS, MOVING_PROGRESS, ArrayFacts, Facts, LossFacts, loss_progress
+from stalldoc.inputs.data import Dataset, array_facts, prepare_probe_sample, probe_rows
+from stalldoc.inputs.losses import ResolvedLoss
+from stalldoc.probe.baseline import (
+    BASELINE_FIT_ROWS,
+    ZERO_FLOOR_LOSSES,
+    accuracy,
+    chance_accuracy,
+    constant_baseline,
+    infer_task,
+    loss_identity,
+)
+
+__all__ = ["Horizon", "collect_facts", "run_probe"]
+
+# A falling trend in the per-step training loss is significant below this t statistic.
+TREND_T = -3.0
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """How many steps the probe runs: ``steps`` first, then, while the trend is undecided (a
+    fall too small to call moving, or a flat loss whose per-step values still fall
+    significantly), doubling up to ``max_steps`` and within ``budget_s`` seconds of stepping."""
+
+    steps: int
+    max_steps: int
+    budget_s: float = 30.0
+
+    @classmethod
+    def fixed(cls, steps: int) -> Horizon:
+        return cls(steps=steps, max_steps=steps)
+
+
+def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon, batch_size: int,
+                  seed: int, model_path: str | None = None, notes: list[str] | None = None,
+                  on_step: Callable[[int], None] | None = None) -> Facts:
+    """Everything the detectors see, measured once."""
+    notes = list(notes or [])
+    # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.
+    prepare_probe_sample(dataset, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
+    input_facts = [array_facts(key, arr) for key, arr in zip(dataset.x_keys, dataset.inputs.values())]
+    for af, tensor in zip(input_facts, model.inputs):
+        af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
+    target_facts = array_facts(dataset.y_key, dataset.targets)
+    try:
+        # NaN/Inf data is reported by non-finite-data; numpy's cast warnings are only noise.
+        with np.errstate(all="ignore"):
+            facts, evaluation = run_probe(model, dataset, loss, horizon=horizon, batch_size=batch_size,
+                                          seed=seed, input_facts=input_facts, target_facts=target_facts,
+                                          model_path=model_path, notes=notes, on_step=on_step)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
+        bad = [f"{a.name} holds {a.non_finite} NaN/Inf values" for a in [*input_facts, target_facts] if a.non_finite]
+        hint = f"; note: {', '.join(bad)}" if bad else ""
+        raise InputError(f"{model_path or 'model'}: a training step failed on {dataset.path} "
+                         f"({type(exc).__name__}: {one_line(exc)}){hint}") from exc
+    _measure_loss_function(loss, dataset, facts, seed=seed)
+    _measure_task(facts, *evaluation)
+    return facts
+
+
+def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Facts, tuple]:
+    """Run the instrumented steps. Each call traces its own step function, which TensorFlow
+    reports as "retracing" when a program diagnoses several models: that note is not for the
+    user, so TensorFlow's logger is held at ERROR for the duration."""
+    import tensorflow as tf
+
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel("ERROR")
+    try:
+        return _run_probe(model, dataset, loss, **kwargs)
+    finally:
+        tf_logger.setLevel(level)
+
+
+def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon, batch_size: int, seed: int,
+               input_facts: list[ArrayFacts], target_facts: ArrayFacts, model_path: str | None,
+               notes: list[str], on_step: Callable[[int], None] | None) -> tuple[Facts, tuple]:
+    """The measured steps; returns the facts and (evaluation targets, predictions before, after)."""
+    import keras
+
+    from stalldoc.probe import assemble
+    from stalldoc.probe.step import InstrumentedStep
+
+    keras.utils.set_random_seed(seed)
+    step = InstrumentedStep(model, loss.fn)
+    initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
+    batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
+
+    def take(i: int):
+        """Batch i of the probe's rows (0 is the evaluation batch), sorted for cheap reads."""
+        order = np.sort(indices[batch * i: batch * (i + 1)])
+        return [np.asarray(a[order]) for a in dataset.inputs.values()], np.asarray(dataset.targets[order],
+                                                                                     dtype=np.float32)
+
+    eval_x, eval_y = take(0)
+    with_batchnorm = any(isinstance(layer, keras.layers.BatchNormalization) for layer in _all_layers(model))
+    initial, initial_pred = step.evaluate(eval_x, eval_y)
+    training_initial = step.evaluate(eval_x, eval_y, training=True)[0] if with_batchnorm else None
+    try:
+        floor = float(step.scalar_loss(eval_y, np.asarray(eval_y, dtype=np.float32)))
+    except Exception:  # noqa: BLE001 - targets and outputs of different shapes/kinds
+        floor = None
+    kind, from_logits = loss_identity(loss.fn)
+    if floor is None and kind in ZERO_FLOOR_LOSSES:
+        floor = 0.0
+    baseline = _baseline(loss, dataset, indices, batch, eval_y, initial_pred, model)
+
+    records: list[dict] = []
+    started = time.perf_counter()
+    target = horizon.steps
+    while True:
+        while len(records) < target:
+            x, y = take(len(records) + 1)
+            records.append(step.train(x, y))
+            if on_step:
+                on_step(len(records))
+        if target >= horizon.max_steps:
+            break
+        elapsed = time.perf_counter() - started
+        current = step.evaluate(eval_x, eval_y, training=with_batchnorm)[0]
+        start = training_initial if with_batchnorm else initial
+        if _decided(start, current, floor, baseline, records) or elapsed * 2 > horizon.budget_s:
+            break
+        target = min(horizon.max_steps, target * 2)
+    if len(records) > horizon.steps:
+        notes.append(f"the trend after {horizon.steps} steps was undecided: the probe ran {len(records)} steps")
+    final, final_pred = step.evaluate(eval_x, eval_y)
+    training_final = step.evaluate(eval_x, eval_y, training=True)[0] if with_batchnorm else None
+
+    model_facts = assemble.model_facts(step, model_path, notes)
+    facts = Facts(
+        model=model_facts, inputs=input_facts, targets=target_facts,
+        loss=LossFacts(name=loss.name, source=loss.source, per_step=assemble.series(records, "loss"),
+                       initial=initial, final=final, floor=floor, reason=loss.reason,
+                       substitute_for=loss.substitute_for, kind=kind, from_logits=from_logits,
+                       baseline=baseline, baseline_kind="the best constant prediction" if baseline is not None
+                       else None, training_initial=training_initial, training_final=training_final),
+        layers=assemble.layer_facts(step, records),
+        variables=assemble.variable_facts(step, records, initial_values),
+        steps=len(records), batch_size=batch, seed=seed,
+        predictions=assemble.prediction_facts(model, records, dataset.targets.shape[1:]),
+        first_weighted_input_rms=float(np.median(assemble.series(records, "first_rms")))
+        if (records and step.inst.first_weighted_input is not None) else None,
+        data_path=dataset.path, samples=dataset.samples, notes=[loss.reason] + notes,
+    )
+    return facts, (eval_y, initial_pred, final_pred)
+
+
+def _all_layers(model) -> list:
+    """Every layer, nested sub-models' layers included."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def _decided(initial: float, current: float, floor: float | None, baseline: float | None,
+             records: list[dict]) -> bool:
+    """Whether the steps so far decide the trend (see Horizon): moving below the baseline,
+    non-finite, or rising decide; a loss that falls but is not yet clearly below its
+    constant-predictor baseline does not; a flat one decides unless its per-step values
+    still fall significantly."""
+    progress = loss_progress(initial, current, floor, baseline)
+    raw = loss_progress(initial, current, floor, None)
+    if not math.isfinite(progress) or progress >= MOVING_PROGRESS or raw <= -FLAT_PROGRESS:
+        return True
+    if raw >= FLAT_PROGRESS:
+        return False
+    return _trend_t([float(r["loss"]) for r in records]) > TREND_T
+
+
+def _trend_t(values: list[float]) -> float:
+    """t statistic of the least-squares slope of ``values`` against the step (negative: falling)."""
+    y = np.asarray(values, dtype=float)
+    if y.size < 4 or not np.all(np.isfinite(y)):
+        return 0.0
+    x = np.arange(y.size, dtype=float)
+    x -= x.mean()
+    slope = float(np.dot(x, y - y.mean()) / np.dot(x, x))
+    residual = y - y.mean() - slope * x
+    se = math.sqrt(float(np.dot(residual, residual)) / (y.size - 2) / float(np.dot(x, x)))
+    if se == 0.0:
+        return 0.0 if slope == 0.0 else math.copysign(math.inf, slope)
+    return slope / se
+
+
+def _baseline(loss: ResolvedLoss, dataset: Dataset, indices: np.ndarray, batch: int, eval_y: np.ndarray,
+              initial_pred: np.ndarray, model) -> float | None:
+    """The constant-predictor loss on the evaluation batch, fitted on the probe's training rows."""
+    from stalldoc.probe.instrument import activation_name
+
+    rows = np.sort(np.unique(indices[batch:])[:BASELINE_FIT_ROWS])
+    if rows.size == 0:
+        rows = np.sort(indices[:batch])
+    y_fit = np.asarray(dataset.targets[rows], dtype=np.float32)
+    if not (np.all(np.isfinite(y_fit)) and np.all(np.isfinite(eval_y))):
+        return None
+    out_act = activation_name(model.layers[-1]) if getattr(model, "layers", None) else None
+    return constant_baseline(loss.fn, y_fit, eval_y, initial_pred.shape[1:], out_act, seed=0)
+
+
+def _measure_task(facts: Facts, eval_y: np.ndarray, initial_pred: np.ndarray, final_pred: np.ndarray) -> None:
+    lp = facts.loss_probe
+    task = infer_task(facts.loss.kind, bool(lp is not None and lp.is_cosine_like), facts.targets,
+                      facts.model.output_units, facts.model.output_activation)
+    task.accuracy_initial = accuracy(task, eval_y, initial_pred)
+    task.accuracy_final = accuracy(task, eval_y, final_pred)
+    task.chance_accuracy = chance_accuracy(task, eval_y)
+    facts.task = task
+
+
+def _measure_loss_function(loss: ResolvedLoss, dataset: Dataset, facts: Facts, *, seed: int) -> None:
+    """The loss function's own behaviour on the probe's first target rows (``facts.loss_probe``;
+    None, with a note, when it cannot be evaluated on predictions shaped like the targets)."""
+    from stalldoc.probe.lossprobe import PROBE_SAMPLES, probe_loss
+
+    rows = probe_rows(dataset.samples, steps=facts.steps, batch_size=facts.batch_size, seed=seed)[1]
+    rows = np.sort(rows[:max(2, min(PROBE_SAMPLES, facts.batch_size))])
+    pred = facts.predictions
+    try:
+        targets = np.asarray(dataset.targets[rows], dtype=np.float32)
+        result = probe_loss(loss.fn, targets, output_shape=pred.output_shape if pred else None,
+                            output_min=pred.output_min if pred else None,
+                            output_max=pred.output_max if pred else None, seed=seed)
+    except Exception as exc:  # noqa: BLE001 - e.g. sparse labels: no prediction shaped like the targets
+        if pred is not None and _class_ids(facts, pred):
+            facts.notes.append(
+                f"the targets are class ids (one per sample) for outputs of shape {tuple(pred.output_shape)}: "
+                "the loss probe and the checks that need targets shaped like the predictions "
+                "(cosine traps, target scale) do not apply")
+            return
+        facts.notes.append(f"loss probe skipped: the loss cannot be evaluated on predictions shaped like "
+                           f"the targets ({type(exc).__name__}: {one_line(exc, 160)})")
+        return
+    if pred is not None and result.positive_part_cosine is not None and result.output_range is not None:
+        pred.best_reachable_cosine = result.positive_part_cosine
+    facts.notes.extend(result.notes)
+    facts.loss_probe = result
+
+
+def _class_ids(facts: Facts, pred) -> bool:
+    """Sparse labels: integer-valued targets with one value per sample, against wider outputs."""
+    y = facts.targets
+    per_sample = int(np.prod(pred.target_shape)) if pred.target_shape else 1
+    wider = int(np.prod(pred.output_shape)) if pred.output_shape else 1
+    if per_sample != 1 or wider <= 1 or y.features == 0:
+        return False
+    lo, hi = y.feature_min, y.feature_max
+    return bool(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo >= 0) and np.all(hi < wider))
