@@ -1,5 +1,7 @@
 """Ranking and verdict on synthetic facts: root cause first, symptoms after. No TensorFlow."""
 
+import math
+
 import factories as F
 
 from stalldoc.findings import Finding, Severity
@@ -54,8 +56,13 @@ def test_verdict_in_the_slow_zone_depends_on_a_found_cause():
 
 
 def test_verdict_non_finite_loss_is_stalled():
-    assert verdict(F.facts(loss_initial=1.0, loss_final=float("nan")), []) == "stalled"
-    assert F.facts(loss_initial=1.0, loss_final=float("inf")).progress != F.facts().progress
+    # A loss that became NaN or infinite covered no measurable share of the way: its progress is
+    # NaN (never "moving", never "flat") and the verdict is stalled, whatever was found.
+    for initial, final in [(1.0, float("nan")), (1.0, float("inf")), (float("nan"), 1.0), (float("inf"), 1.0)]:
+        facts = F.facts(loss_initial=initial, loss_final=final)
+        assert math.isnan(facts.progress), (initial, final, facts.progress)
+        assert not facts.loss_moving and not facts.loss_flat, (initial, final)
+        assert verdict(facts, []) == "stalled", (initial, final)
 
 
 def test_verdict_without_floor_uses_relative_change():
