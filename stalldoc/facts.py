@@ -332,6 +332,8 @@ class Facts:
     samples: int = 0
     notes: list[str] = field(default_factory=list)
     task: TaskFacts | None = None
+    # The steps the probe planned; ``steps`` is more when the adaptive horizon extended it.
+    planned_steps: int | None = None
 
     def connected_variables(self) -> list[VariableFacts]:
         return [v for v in self.variables if not v.grad_is_none]

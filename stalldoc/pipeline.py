@@ -11,7 +11,7 @@ from stalldoc.findings import Report
 from stalldoc.inputs.data import Dataset, load_dataset
 from stalldoc.options import Options
 from stalldoc.rank import rank
-from stalldoc.verdict import verdict
+from stalldoc.verdict import conclude
 
 __all__ = ["Options", "build_report", "check_files", "diagnose_dataset"]
 
@@ -71,7 +71,10 @@ def build_report(facts: Facts, options: Options | None = None) -> Report:
     findings, skipped, errors, passed = run_detectors(
         facts, select=options.select, ignore=options.ignore, thresholds=options.thresholds)
     findings = rank(findings)
-    return Report.from_facts(facts, verdict=verdict(facts, findings), findings=findings, skipped=skipped,
+    result, findings = conclude(facts, findings, ran=passed + sorted({f.id for f in findings}),
+                                ignore=options.ignore)
+    findings = rank(findings)
+    return Report.from_facts(facts, verdict=result, findings=findings, skipped=skipped,
                              errors=errors, passed=passed, thresholds=options.thresholds)
 
 

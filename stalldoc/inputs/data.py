@@ -99,6 +99,10 @@ def validate_array(arr, label: str) -> None:
         raise InputError(f"{label} has shape {tuple(arr.shape)}: each sample is empty")
 
 
+# Distinct values are counted up to this many (class ids, a few levels); beyond it, "many".
+MAX_DISTINCT = 1024
+
+
 def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
     """Per-feature statistics over all samples, reading ``CHUNK_BYTES`` at a time."""
     n = int(arr.shape[0])
@@ -114,9 +118,17 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
     zero_norm = 0
     norm_sum = 0.0
     vectors = 0
+    integer_valued = True
+    distinct: set[float] | None = set()
     for raw in iter_blocks(arr, chunk):
         block = np.asarray(raw, dtype=np.float64).reshape(-1, flat_features)
         finite = np.isfinite(block)
+        kept = block[finite]
+        integer_valued = integer_valued and bool(np.all(kept == np.round(kept)))
+        if distinct is not None:
+            distinct.update(np.unique(kept).tolist())
+            if len(distinct) > MAX_DISTINCT:
+                distinct = None
         non_finite += int(block.size - finite.sum())
         values = np.where(finite, block, 0.0)
         c = finite.sum(axis=0)
@@ -146,6 +158,7 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
         non_finite=non_finite, feature_mean=mean, feature_std=std,
         feature_min=np.where(np.isfinite(lo), lo, np.nan), feature_max=np.where(np.isfinite(hi), hi, np.nan),
         zero_norm_fraction=zero_norm / max(1, vectors), norm_mean=norm_sum / max(1, vectors),
+        integer_valued=integer_valued and n > 0, distinct_values=len(distinct) if distinct is not None else None,
     )
 
 

@@ -108,6 +108,8 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
 
+    indices = _held_out(indices, batch, dataset.samples)
+
     def take(i: int):
         """Batch i of the probe's rows (0 is the evaluation batch), sorted for cheap reads."""
         order = np.sort(indices[batch * i: batch * (i + 1)])
@@ -160,12 +162,26 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         layers=assemble.layer_facts(step, records),
         variables=assemble.variable_facts(step, records, initial_values),
         steps=len(records), batch_size=batch, seed=seed,
+        planned_steps=horizon.steps if horizon.max_steps > horizon.steps else None,
         predictions=assemble.prediction_facts(model, records, dataset.targets.shape[1:]),
         first_weighted_input_rms=float(np.median(assemble.series(records, "first_rms")))
         if (records and step.inst.first_weighted_input is not None) else None,
         data_path=dataset.path, samples=dataset.samples, notes=[loss.reason] + notes,
     )
     return facts, (eval_y, initial_pred, final_pred)
+
+
+def _held_out(indices: np.ndarray, batch: int, samples: int) -> np.ndarray:
+    """The evaluation batch first, then training rows that never include it (cycled as
+    needed), so the loss is judged on rows the steps did not train on — a model memorizing
+    labels that carry no signal stays at chance there. With fewer than three batches of data
+    nothing can be held out, and the rows are used as drawn."""
+    if samples < 3 * batch:
+        return indices
+    evaluation = indices[:batch]
+    pool = indices[batch:]
+    pool = pool[~np.isin(pool, evaluation)]
+    return np.concatenate([evaluation, np.resize(pool, indices.size - batch)])
 
 
 def _all_layers(model) -> list:

@@ -87,9 +87,10 @@ def softmax_classifier_sgd(rng):
 
 
 def many_class_softmax(rng):
-    # 500 classes: every initial probability is ~1/500, which is not saturation.
-    x = _x(rng, d=32)
-    y = rng.integers(0, 500, size=len(x))
+    # 500 classes: every initial probability is ~1/500, which is not saturation. The labels
+    # depend on x (a linear argmax over 500 directions); random labels would be unlearnable.
+    x = _x(rng, n=4096, d=32)
+    y = np.argmax(x @ rng.normal(size=(32, 500)), axis=1)
     m = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),
                           keras.layers.Dense(500, activation="softmax")])
     m.compile("adam", "sparse_categorical_crossentropy")
