@@ -13,6 +13,9 @@ from stalldoc.options import Options
 from stalldoc.rank import rank
 from stalldoc.verdict import conclude
 
+# Rows of the targets that `--loss auto` looks at to choose a loss for a model saved without one.
+TARGET_SAMPLE_ROWS = 1024
+
 __all__ = ["Options", "build_report", "check_files", "diagnose_dataset"]
 
 
@@ -53,7 +56,8 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
                          "single-output models (multi-output support is not there yet)")
     _check_shapes(model, dataset)
     try:
-        loss = resolve_loss(options.loss, model, notes, declared=declared_loss)
+        loss = resolve_loss(options.loss, model, notes, declared=declared_loss,
+                            targets=dataset.targets[:TARGET_SAMPLE_ROWS])
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild

@@ -119,11 +119,59 @@ def describe_compiled(model) -> str | None:
     return getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__
 
 
+def default_for_targets(model, targets) -> ResolvedLoss:
+    """The loss a model saved without one most likely trains with, from its targets and output:
+    class ids -> sparse categorical cross-entropy, one-hot rows -> categorical, 0/1 for one
+    output unit -> binary (each from logits unless the output has the matching activation);
+    one real value per sample -> mean squared error; real vectors -> cosine distance."""
+    import keras
+    import numpy as np
+
+    from stalldoc.probe.instrument import activation_name
+
+    y = np.asarray(targets, dtype=np.float64)
+    shape = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else ()
+    units = int(shape[-1]) if shape and shape[-1] is not None else 1
+    act = activation_name(model.layers[-1]) if getattr(model, "layers", None) else None
+    finite = y[np.isfinite(y)]
+    integer = finite.size > 0 and bool(np.all(finite == np.round(finite)))
+    per_sample = int(np.prod(y.shape[1:])) if y.ndim > 1 else 1
+    zero_one = integer and finite.min() >= 0 and finite.max() <= 1
+    said = "--loss auto: the model was saved without a loss; "
+    if per_sample == 1 and units > 1 and integer and finite.min() >= 0 and finite.max() < units:
+        logits = act != "softmax"
+        fn = keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
+        return ResolvedLoss(fn, "sparse_categorical_crossentropy", "default",
+                            f"{said}the targets are class ids for {units} outputs, so sparse categorical "
+                            f"cross-entropy (from_logits={logits}); pass --loss to choose another")
+    if per_sample == units > 1 and zero_one and np.allclose(y.reshape(len(y), -1).sum(axis=1), 1.0):
+        logits = act != "softmax"
+        fn = keras.losses.CategoricalCrossentropy(from_logits=logits)
+        return ResolvedLoss(fn, "categorical_crossentropy", "default",
+                            f"{said}the targets are one-hot rows, so categorical cross-entropy "
+                            f"(from_logits={logits}); pass --loss to choose another")
+    if per_sample == units == 1 and zero_one:
+        logits = act != "sigmoid"
+        fn = keras.losses.BinaryCrossentropy(from_logits=logits)
+        return ResolvedLoss(fn, "binary_crossentropy", "default",
+                            f"{said}the targets are 0/1 for one output, so binary cross-entropy "
+                            f"(from_logits={logits}); pass --loss to choose another")
+    if per_sample == 1:
+        return ResolvedLoss(as_compiled(keras.losses.mean_squared_error), "mean_squared_error", "default",
+                            f"{said}one real target per sample, so mean squared error (a cosine over one "
+                            "value is degenerate); pass --loss to choose another")
+    return ResolvedLoss(as_compiled(cosine_distance), "cosine", "default",
+                        f"{said}real-valued target vectors, so cosine distance 1 - cos over the last axis; "
+                        "pass --loss to choose another")
+
+
 def resolve_loss(spec: str, model, notes: list[str] | None = None,
-                 declared: str | None = None) -> ResolvedLoss:
+                 declared: str | None = None, targets=None) -> ResolvedLoss:
     """The loss the probe trains with, and one line saying why it was chosen.
 
     Every function is called as Keras' compile would call it (see ``as_compiled``).
+    ``targets`` (a sample of the target rows) lets ``auto`` choose a loss that fits them
+    when the model was saved without one.
     """
     import keras
 
@@ -152,6 +200,8 @@ def resolve_loss(spec: str, model, notes: list[str] | None = None,
                 f"distance 1 - cos instead (pass the function with --loss FILE.py:{declared})",
                 substitute_for=declared)
         unbuilt = any("could not be rebuilt" in n for n in notes or [])
+        if not unbuilt and targets is not None:
+            return default_for_targets(model, targets)
         why = ("the model's compiled loss could not be rebuilt (a custom function? pass it with "
                "--loss FILE.py:FUNCTION)" if unbuilt else "the model is not compiled with a loss")
         return ResolvedLoss(as_compiled(cosine_distance), "cosine", "default",
