@@ -189,14 +189,27 @@ class LossSummary(_Section):
     baseline: float | None = _additive()  # the best constant predictor's loss
     curve: list[float] | None = _additive()  # the training loss per step
     trigger: str | None = _additive()  # where StallWatch found the plateau ("epoch 5")
+    # The same evaluation batch in training mode (BatchNormalization models): the verdict's loss.
+    training_initial: float | None = _additive()
+    training_final: float | None = _additive()
+    task: str | None = _additive()  # classification, regression or cosine
+    # Classification: {"initial", "final", "chance"} shares of the evaluation batch right.
+    accuracy: dict[str, float | None] | None = _additive()
 
     @classmethod
     def from_facts(cls, facts: Facts) -> LossSummary:
         loss = facts.loss
+        task = facts.task
+        accuracy = None
+        if task is not None and task.accuracy_final is not None:
+            accuracy = {"initial": task.accuracy_initial, "final": task.accuracy_final,
+                        "chance": task.chance_accuracy}
         return cls(name=loss.name, source=loss.source, reason=loss.reason, initial=loss.initial,
                    final=loss.final, relative_change=loss.relative_change, floor=loss.floor,
                    progress=facts.progress, steps=facts.steps, batch_size=facts.batch_size,
-                   baseline=loss.baseline)
+                   baseline=loss.baseline, curve=[float(v) for v in loss.per_step],
+                   training_initial=loss.training_initial, training_final=loss.training_final,
+                   task=task.kind if task is not None else None, accuracy=accuracy)
 
 
 @dataclass

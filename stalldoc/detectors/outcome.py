@@ -9,7 +9,6 @@ from stalldoc.detectors.base import Detector, Skip, Threshold, fmt
 from stalldoc.facts import FLAT_PROGRESS, MOVING_PROGRESS, Facts, loss_progress
 from stalldoc.findings import Finding, Severity
 
-
 # The horizon doubled at least twice: the loss needed 4x the planned steps to move.
 SLOW_FACTOR = 4
 

@@ -69,6 +69,13 @@ def _headline(report: Report) -> Panel:
         (f"loss {loss.name}: {num(loss.initial)} → {num(loss.final)} ({change_text}) "
          f"in {loss.steps} steps of batch {loss.batch_size}", "bold"),
     )
+    if loss.baseline is not None:
+        body.append(f"\nconstant-predictor level {num(loss.baseline)}", style="dim")
+        if loss.accuracy and loss.accuracy.get("final") is not None:
+            acc = loss.accuracy
+            chance = f" (most frequent class {num(acc['chance'] * 100)}%)" if acc.get("chance") is not None else ""
+            body.append(f"; accuracy {num(acc['initial'] * 100)}% → {num(acc['final'] * 100)}%{chance}",
+                        style="dim")
     root = report.root_cause
     if root is not None:
         body.append(f"\n{first_finding_label(report)}: ", style="dim")
@@ -151,6 +158,9 @@ def _cosine(report: Report) -> Text | None:
     lp = getattr(facts, "loss_probe", None)
     if pred is None or pred.cosine_mean.size == 0 or not np.isfinite(pred.cosine_mean).all():
         return None
+    task = getattr(facts, "task", None)
+    if task is not None and task.kind == "classification":
+        return None  # cos(y, ŷ) of class scores says nothing a classifier's reader needs
     if (lp is None or lp.scale_spread >= INVARIANCE_TOLERANCE) and pred.best_reachable_cosine is None:
         return None
     text = Text.assemble(("cosine(y, ŷ) per step  ", "bold"), (_sparkline(pred.cosine_mean), "cyan"),
