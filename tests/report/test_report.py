@@ -82,7 +82,10 @@ def test_a_diagnosis_writes_the_documented_keys_in_order():
     assert list(doc) == TOP and doc["schema_version"] == SCHEMA_VERSION == 1
     assert list(doc["model"]) == MODEL_KEYS
     assert list(doc["data"]) == DATA_KEYS
-    assert list(doc["loss"]) == LOSS_KEYS  # the additive fields are absent while unset
+    # The contract's keys first, in order; then the additive ones that were measured (the
+    # synthetic facts have a per-step curve, no baseline, no task).
+    assert list(doc["loss"]) == LOSS_KEYS + ["curve"]
+    assert len(doc["loss"]["curve"]) == F.STEPS
     assert doc["loss"]["steps"] == F.STEPS and doc["data"]["samples"] == 100
 
 
