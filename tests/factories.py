@@ -28,22 +28,28 @@ SCALES = np.array([1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3])
 
 def array(name: str = "x", *, mean: float | list[float] = 0.0, std: float | list[float] = 1.0,
           features: int = 4, samples: int = 100, non_finite: int = 0, zero_norm_fraction: float = 0.0,
-          norm_mean: float = 1.0) -> ArrayFacts:
+          norm_mean: float = 1.0, low: float | None = None, high: float | None = None,
+          integer_valued: bool = False) -> ArrayFacts:
+    """Per-feature statistics; min/max are mean -+ 2 std unless ``low``/``high`` are given."""
     means = np.broadcast_to(np.asarray(mean, dtype=float), (features,)).copy()
     stds = np.broadcast_to(np.asarray(std, dtype=float), (features,)).copy()
+    lows = np.full(features, float(low)) if low is not None else means - 2 * stds
+    highs = np.full(features, float(high)) if high is not None else means + 2 * stds
     return ArrayFacts(name=name, shape=(samples, features), dtype="float32", samples=samples,
                       non_finite=non_finite, feature_mean=means, feature_std=stds,
-                      feature_min=means - 2 * stds, feature_max=means + 2 * stds,
-                      zero_norm_fraction=zero_norm_fraction, norm_mean=norm_mean)
+                      feature_min=lows, feature_max=highs,
+                      zero_norm_fraction=zero_norm_fraction, norm_mean=norm_mean, integer_valued=integer_valued)
 
 
 def layer(name: str, index: int, *, activation: str | None = "linear", params: int = 10,
           saturated: float | None = None, gain: float | None = None,
-          active_rates: list[float] | np.ndarray | None = None, trainable: bool = True) -> LayerFacts:
+          active_rates: list[float] | np.ndarray | None = None, trainable: bool = True,
+          class_name: str = "Dense", output_rms: float | list[float] = 1.0) -> LayerFacts:
     family = activation_family(activation)
-    lf = LayerFacts(name=name, class_name="Dense", index=index, activation=activation, family=family,
+    lf = LayerFacts(name=name, class_name=class_name, index=index, activation=activation, family=family,
                     params=params, trainable_params=params if trainable else 0,
-                    output_mean=np.zeros(STEPS), output_std=np.ones(STEPS))
+                    output_mean=np.zeros(STEPS),
+                    output_std=np.broadcast_to(np.asarray(output_rms, dtype=float), (STEPS,)).copy())
     if family == SATURATING:
         lf.saturated_fraction = np.full(STEPS, 0.0 if saturated is None else saturated)
         lf.mean_gain = np.full(STEPS, 0.5 if gain is None else gain)
@@ -87,23 +93,25 @@ def facts(*, inputs: list[ArrayFacts] | None = None, targets: ArrayFacts | None 
           loss_initial: float = 1.0, loss_final: float = 0.5, loss_floor: float | None = 0.0,
           loss_per_step: list[float] | None = None, loss_name: str = "cosine",
           trainable_params: int | None = None, learning_rate: float | None = 1e-3,
-          optimizer: str = "Adam", **extra: Any) -> Facts:
+          optimizer: str = "Adam", output_units: int | None = None, loss_kind: str | None = None,
+          from_logits: bool | None = None, **extra: Any) -> Facts:
     layers = layers if layers is not None else mlp_layers(["relu", "linear"])
     variables = variables if variables is not None else mlp_variables([1e-2] * len(layers))
     if loss_per_step is None:
-        finite = np.isfinite(loss_final)
+        finite = np.isfinite(loss_final) and np.isfinite(loss_initial)
         loss_per_step = np.linspace(loss_initial, loss_final, STEPS) if finite else np.full(STEPS, loss_final)
     per_step = np.asarray(loss_per_step, dtype=float)
     params = trainable_params if trainable_params is not None else sum(v.size for v in variables)
     model = ModelFacts(path="model.keras", name="model", layers=len(layers), trainable_params=params,
                        non_trainable_params=0, optimizer=optimizer, learning_rate=learning_rate,
                        output_activation=layers[-1].activation if layers else None,
-                       output_family=layers[-1].family if layers else None, compiled_loss=loss_name)
+                       output_family=layers[-1].family if layers else None, compiled_loss=loss_name,
+                       output_units=output_units)
     return Facts(
         model=model, inputs=inputs if inputs is not None else [array("x")],
         targets=targets if targets is not None else array("y"),
         loss=LossFacts(name=loss_name, source="flag", per_step=per_step, initial=loss_initial,
-                       final=loss_final, floor=loss_floor),
+                       final=loss_final, floor=loss_floor, kind=loss_kind, from_logits=from_logits),
         layers=layers, variables=variables, steps=STEPS, batch_size=32, seed=0,
         samples=100, **extra)
 

@@ -34,11 +34,14 @@ CAUSAL_ORDER: tuple[tuple[str, ...], ...] = (
     ("constant-input",),
     ("unnormalized-input", "unnormalized-target"),
     ("no-trainable-weights",),
+    ("symmetric-init",),
     ("shape-mismatch",),
     ("constant-target",),
     ("zero-norm-target",),
     # the objective
     ("loss-not-rebuilt",),
+    ("single-unit-softmax",),
+    ("loss-output-mismatch",),
     ("inverted-loss",),
     ("degenerate-cosine-axis",),
     ("unnormalized-cosine-distance",),
@@ -49,6 +52,7 @@ CAUSAL_ORDER: tuple[tuple[str, ...], ...] = (
     ("learning-rate-too-low",),
     ("converged",),
     # the forward signal
+    ("exploding-activation",),
     ("saturated-activation",),
     ("dead-relu",),
     ("vanishing-activation",),

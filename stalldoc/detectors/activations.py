@@ -1,12 +1,22 @@
-"""Detectors on forward activations: units that no longer pass a gradient back."""
+"""Detectors on the forward signal: units that no longer pass a gradient back, and a signal
+that vanishes or explodes on its way through the layers."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp
+from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp, used_as_indices
 from stalldoc.facts import RELU_FAMILY, SATURATING, Facts
-from stalldoc.findings import Finding
+from stalldoc.findings import Finding, Severity
+
+
+def moving_note(facts: Facts) -> str:
+    """'; the loss still moves (x% of the way to its floor)' when it does, else ''."""
+    if not facts.loss_moving:
+        return ""
+    return f"; the loss still moves ({fmt(facts.progress * 100)}% of the way to its floor)"
 
 
 class SaturatedActivation(Detector):
@@ -29,12 +39,15 @@ class SaturatedActivation(Detector):
 
     Thresholds:
         max_saturated_fraction: report a layer when more than this fraction of its outputs
-            is saturated (median over the probe's steps).
+            is saturated (median over the probe's steps). While the loss still moves, a
+            saturated hidden layer is a note (info) and the output layer is not reported: a
+            confident output is what training produces.
     """
 
     id = "saturated-activation"
     area = "activations"
     summary = "sigmoid/tanh/softmax layers stuck in their flat tails"
+    describes_state = True
     thresholds = (
         Threshold("max_saturated_fraction", 0.5, "fraction of saturated outputs per layer"),
     )
@@ -58,8 +71,11 @@ class SaturatedActivation(Detector):
             gain = float(np.median(lf.mean_gain)) if lf.mean_gain is not None else float("nan")
             out.append(self.finding(
                 f"{fmt(fraction * 100)}% of {lf.activation} outputs in layer {lf.name!r} are saturated "
-                f"> {fmt(self.t['max_saturated_fraction'] * 100)}% (mean derivative {fmt(gain * 100)}% of peak)",
-                confidence=0.55 + 0.4 * ramp(fraction, self.t["max_saturated_fraction"], 1.0),
+                f"> {fmt(self.t['max_saturated_fraction'] * 100)}% (mean derivative {fmt(gain * 100)}% of peak)"
+                + moving_note(facts),
+                confidence=(0.55 + 0.4 * ramp(fraction, self.t["max_saturated_fraction"], 1.0))
+                * (0.5 if moving else 1),
+                severity=Severity.INFO if moving else None,
                 layer=lf.name,
                 evidence={"saturated_fraction": fraction, "mean_gain": gain,
                           "threshold": self.t["max_saturated_fraction"], "activation": lf.activation},
@@ -85,11 +101,14 @@ class DeadRelu(Detector):
     Thresholds:
         min_active_rate: a unit active on fewer samples than this fraction is dead.
         max_dead_fraction: report a layer when more than this fraction of its units is dead.
+            While the loss still moves, the finding is a note (info): the units left alive
+            are enough to train.
     """
 
     id = "dead-relu"
     area = "activations"
     summary = "ReLU layers whose units output zero for every sample"
+    describes_state = True
     thresholds = (
         Threshold("min_active_rate", 0.01, "a unit active on fewer samples than this is dead"),
         Threshold("max_dead_fraction", 0.5, "fraction of dead units per layer"),
@@ -101,6 +120,7 @@ class DeadRelu(Detector):
         layers = [lf for lf in facts.layers if lf.family == RELU_FAMILY and lf.unit_active_rate is not None]
         if not layers:
             raise Skip("no ReLU-family layers with measured outputs")
+        moving = facts.loss_moving
         out = []
         for lf in layers:
             rate = np.asarray(lf.unit_active_rate)
@@ -112,8 +132,9 @@ class DeadRelu(Detector):
             out.append(self.finding(
                 f"{fmt(dead * 100)}% of {rate.size} units in layer {lf.name!r} are dead "
                 f"(active on < {fmt(self.t['min_active_rate'] * 100)}% of samples) > "
-                f"{fmt(self.t['max_dead_fraction'] * 100)}%",
-                confidence=0.55 + 0.4 * ramp(dead, self.t["max_dead_fraction"], 1.0),
+                f"{fmt(self.t['max_dead_fraction'] * 100)}%" + moving_note(facts),
+                confidence=(0.55 + 0.4 * ramp(dead, self.t["max_dead_fraction"], 1.0)) * (0.5 if moving else 1),
+                severity=Severity.INFO if moving else None,
                 layer=lf.name,
                 evidence={"dead_fraction": dead, "units": int(rate.size),
                           "threshold": self.t["max_dead_fraction"]},
@@ -152,7 +173,7 @@ class VanishingActivation(Detector):
     explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target")
 
     def check(self, facts: Facts) -> list[Finding]:
-        inputs = [a for a in facts.inputs if not a.consumed_as_indices and a.features]
+        inputs = [a for a in facts.inputs if not used_as_indices(a, facts) and a.features]
         if not inputs:
             raise Skip("no float inputs to compare layer outputs with")
         scale = max(float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs)
@@ -175,4 +196,94 @@ class VanishingActivation(Detector):
         return []
 
 
-DETECTORS = (SaturatedActivation, DeadRelu, VanishingActivation)
+class ExplodingActivation(Detector):
+    """
+    What it detects:
+        A forward signal that grows by orders of magnitude through the layers before any
+        update: the first layer whose output RMS sqrt(mean^2 + std^2), measured at the
+        probe's first step (the initial weights), is more than ``max_growth`` times the RMS
+        of the input to the first layer with weights, and more than ``min_output_rms`` in
+        absolute terms. The counterpart of vanishing-activation.
+
+    Why it stalls training:
+        A layer whose weights are too large for its fan-in multiplies the signal's scale by
+        about sqrt(fan_in) x the weights' std; a few such layers push pre-activations into
+        the thousands. Sigmoid/tanh units behind them saturate, the gradients grow with the
+        activations, and one step at any usual learning rate can turn the loss NaN.
+
+    How to fix:
+        Use a variance-preserving initializer (glorot_uniform, the Keras default, or
+        he_normal before ReLU) instead of a large fixed scale (RandomNormal(stddev=1), ones,
+        a large Constant); add BatchNormalization or LayerNormalization between layers.
+
+    Thresholds:
+        max_growth: output RMS / the RMS of the first weighted layer's input. Glorot/He
+            initializers keep each layer's output within a factor ~2 of its input (He et
+            al. 2015); N(0, 1) weights multiply it by sqrt(fan_in), 16 for 256 inputs, so
+            three such layers grow it ~4e3 times. 1e3 is three orders of magnitude.
+        min_output_rms: the output RMS must also exceed this, two orders above the unit
+            scale initializers aim for: growth from tiny inputs up to unit scale (a
+            normalization layer after inputs of RMS 1e-4) is harmless.
+    """
+
+    id = "exploding-activation"
+    area = "activations"
+    summary = "the forward signal grows by orders of magnitude through the layers at initialization"
+    thresholds = (
+        Threshold("max_growth", 1e3, "layer output RMS / RMS of the first weighted layer's input"),
+        Threshold("min_output_rms", 1e2, "layer output RMS (absolute) for the growth rule"),
+    )
+    explains = ("exploding-gradient", "saturated-activation", "learning-rate-too-high", "large-output-norm")
+
+    def check(self, facts: Facts) -> list[Finding]:
+        scale, reference = input_scale(facts)
+        weighted = [lf.index for lf in facts.layers if lf.params > 0]
+        start = min(weighted) if weighted else 0
+        measured = [lf for lf in facts.layers if lf.index >= start and lf.output_mean.size and lf.output_std.size]
+        if not measured:
+            raise Skip("no layer outputs measured")
+        # The first step's forward pass runs before any update: the initial weights' signal.
+        # NaN outputs come from NaN data (non-finite-data), not from growth; +inf from overflow.
+        initial = [(lf, float(lf.output_rms[0])) for lf in measured]
+        growth = [(lf, rms, rms / scale) for lf, rms in initial if not math.isnan(rms)]
+        exploded = [(lf, rms, g) for lf, rms, g in growth
+                    if g > self.t["max_growth"] and rms > self.t["min_output_rms"]]
+        if not exploded:
+            return []
+        lf, rms, ratio = exploded[0]
+        peak_lf, peak_rms, peak = max(growth, key=lambda item: item[2])
+        non_finite = not math.isfinite(facts.progress)
+        moving = facts.loss_moving
+        severity = Severity.INFO if moving else Severity.ERROR if non_finite else None
+        peak_text = (f"; it peaks at {fmt(peak_rms)} ({fmt(peak)}x) in layer {peak_lf.name!r}"
+                     if peak_lf is not lf else "")
+        note = "; the loss became non-finite" if non_finite else moving_note(facts)
+        return [self.finding(
+            f"at initialization layer {lf.name!r} ({lf.class_name}) outputs RMS {fmt(rms)}, {fmt(ratio)}x the "
+            f"RMS {fmt(scale)} of {reference} > {fmt(self.t['max_growth'])}x: the forward signal explodes "
+            f"there{peak_text}{note}",
+            confidence=(0.6 + 0.35 * ramp(math.log10(min(ratio, 1e30) / self.t["max_growth"]), 0, 3))
+            * (0.5 if moving else 1),
+            severity=severity, layer=lf.name,
+            evidence={"output_rms": rms, "input_rms": scale, "growth": ratio if math.isfinite(ratio) else None,
+                      "peak_growth": peak if math.isfinite(peak) else None, "peak_layer": peak_lf.name,
+                      "threshold": self.t["max_growth"]},
+        )]
+
+
+def input_scale(facts: Facts) -> tuple[float, str]:
+    """(RMS, what it is) of the signal entering the network: the first weighted layer's input
+    when measured, else the float inputs' RMS. Skip when neither is usable."""
+    seen = facts.first_weighted_input_rms
+    if seen is not None and math.isfinite(seen) and seen > 0:
+        return float(seen), "the first weighted layer's input"
+    inputs = [a for a in facts.inputs if not used_as_indices(a, facts) and a.features]
+    if not inputs:
+        raise Skip("no float inputs to compare layer outputs with")
+    scale = max(float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs)
+    if not math.isfinite(scale) or scale <= 0:
+        raise Skip("the inputs are all zero or not finite")
+    return scale, "the inputs"
+
+
+DETECTORS = (SaturatedActivation, DeadRelu, VanishingActivation, ExplodingActivation)

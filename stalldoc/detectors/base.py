@@ -12,7 +12,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from stalldoc.facts import Facts, LossProbeFacts
+import numpy as np
+
+from stalldoc.facts import INDEX_LAYERS, ArrayFacts, Facts, LossProbeFacts
 from stalldoc.findings import Finding, Severity
 from stalldoc.numbers import fmt  # noqa: F401 - re-exported: detectors format their messages with it
 
@@ -123,3 +125,14 @@ def need_probe(facts: Facts) -> LossProbeFacts:
     if lp.range <= 0:
         raise Skip("the loss does not vary with the prediction's direction")
     return lp
+
+
+def used_as_indices(arr: ArrayFacts, facts: Facts) -> bool:
+    """The array holds ids (token or category indices), not magnitudes: the model consumes it
+    as indices, or it is integer-valued and non-negative in a model with an Embedding (or
+    another index layer) — ids stored as float32, as CSV and pandas data usually are."""
+    if arr.consumed_as_indices:
+        return True
+    has_index_layer = any(lf.class_name in INDEX_LAYERS for lf in facts.layers)
+    non_negative = arr.features > 0 and float(np.nanmin(arr.feature_min)) >= 0
+    return arr.integer_valued and has_index_layer and non_negative

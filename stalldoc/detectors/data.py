@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, need_probe, ramp
-from stalldoc.facts import Facts
+from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, need_probe, ramp, used_as_indices
+from stalldoc.facts import ACTIVATION_RANGES, Facts
 from stalldoc.findings import Finding, Severity
 
 # The largest per-feature RMS sqrt(mean^2 + std^2) that still counts as unit scale, for inputs
@@ -117,7 +117,10 @@ class UnnormalizedInput(Detector):
     """
     What it detects:
         Input features far from unit scale: a large feature magnitude (RMS), or features
-        whose spreads differ by orders of magnitude.
+        whose spreads differ by orders of magnitude. Inputs that hold ids are exempt, whatever
+        their dtype: those the model consumes as indices, and integer-valued, non-negative
+        inputs of a model with an Embedding (or another index layer) — standardizing token
+        ids would destroy them.
 
     Why it stalls training:
         Large inputs make the first layer's pre-activations huge, which drives sigmoid and
@@ -148,7 +151,7 @@ class UnnormalizedInput(Detector):
 
     def check(self, facts: Facts) -> list[Finding]:
         out = []
-        arrays = [a for a in facts.inputs if not a.consumed_as_indices]
+        arrays = [a for a in facts.inputs if not used_as_indices(a, facts)]
         if not arrays:
             raise Skip("the model takes its inputs as integer indices (e.g. token ids), not magnitudes")
         for arr in arrays:
@@ -246,10 +249,17 @@ class UnnormalizedTarget(Detector):
         largest = float(rms.max())
         if largest <= self.t["max_rms"] or lp.target_scale_spread <= self.t["min_target_scale_spread"]:
             return []
+        act = facts.model.output_activation
+        fix = None
+        if act in ACTIVATION_RANGES:
+            # Standardized targets span about -3..3: a bounded head cannot reach them either.
+            low, high = ACTIVATION_RANGES[act]
+            fix = (f"{self.default_fix()} The output activation {act} only reaches [{fmt(low)}, {fmt(high)}]: "
+                   f"give the output layer a linear activation (activation=None) too")
         return [self.finding(
             f"{y.name} is far from unit scale: largest target RMS {fmt(largest)} > {fmt(self.t['max_rms'])}, "
             f"and the loss depends on the targets' scale (spread {fmt(lp.target_scale_spread)} of its range)",
-            confidence=0.6 + 0.35 * ramp(math.log10(largest / self.t["max_rms"]), 0, 2),
+            confidence=0.6 + 0.35 * ramp(math.log10(largest / self.t["max_rms"]), 0, 2), fix=fix,
             evidence={"array": y.name, "max_rms": largest, "threshold": self.t["max_rms"],
                       "target_scale_spread": lp.target_scale_spread},
         )]

@@ -1,4 +1,5 @@
-"""Detectors on gradients: how much of the loss's signal reaches each weight."""
+"""Detectors on gradients and the weights they update: how much of the loss's signal reaches
+each weight, and whether the weights can tell their units apart."""
 
 from __future__ import annotations
 
@@ -230,4 +231,90 @@ class ExplodingGradient(Detector):
         return []
 
 
-DETECTORS = (NoTrainableWeights, DisconnectedGradient, VanishingGradient, ExplodingGradient)
+class SymmetricInit(Detector):
+    """
+    What it detects:
+        A hidden layer (any layer with weights before the output layer) with more than one
+        unit whose kernel gives every unit the same incoming weights at the start — an
+        all-zero, all-ones or other constant initializer. Measured as the kernel's unit
+        spread before the first step: the RMS over units of (the unit's weights - the mean
+        unit's weights) / the kernel's RMS; 0 = identical units, ~1 for a random
+        initializer. When the probe measured the spread again after its steps, the units
+        must still be identical then.
+
+    Why it stalls training:
+        Identical units compute identical outputs and, when the layers after them treat
+        them alike (constant kernels there too), receive identical gradients and identical
+        updates: they stay copies of one another, and the layer has the capacity of a
+        single unit. Initialization must break the symmetry (Goodfellow, Bengio and
+        Courville, Deep Learning, 2016, section 8.4). An all-zero kernel before a ReLU is
+        worse: it outputs zeros with a zero gradient, so nothing before or in it learns.
+
+    How to fix:
+        Use a random initializer for kernels: glorot_uniform (the Keras default) or
+        he_normal before ReLU. Keep zeros or constants for biases only.
+
+    Thresholds:
+        max_unit_spread: a kernel whose unit spread is below this has identical units, at
+            the start and (when measured) after the probe's steps. A random initializer
+            gives ~1; float32 rounding of identical columns leaves < 1e-7; one Adam step at
+            lr 1e-3 on a unit-scale kernel moves units apart by ~1e-3. 1e-5 sits between
+            rounding and any real update.
+    """
+
+    id = "symmetric-init"
+    area = "gradients"
+    summary = "hidden units with identical initial weights: they get identical updates and stay copies"
+    severity = Severity.ERROR
+    thresholds = (Threshold("max_unit_spread", 1e-5, "kernel unit spread counted as identical units"),)
+    explains = ("dead-relu", "vanishing-activation", "vanishing-gradient", "disconnected-gradient",
+                "zero-norm-target", "learning-rate-too-high")
+
+    def check(self, facts: Facts) -> list[Finding]:
+        kernels = [v for v in facts.variables if v.is_kernel]
+        if not kernels:
+            raise Skip("no kernels")
+        measured = [v for v in kernels if v.initial_unit_spread is not None]
+        if not measured:
+            raise Skip("the kernels' initial weights were not measured (unit spread unknown)")
+        output_index = max(v.layer_index for v in kernels)
+        limit = self.t["max_unit_spread"]
+        symmetric = [v for v in measured if v.layer_index < output_index and v.shape[-1] > 1
+                     and v.initial_unit_spread <= limit]
+        # Units whose spread grew past the limit during the probe broke their symmetry.
+        stuck = [v for v in symmetric if v.final_unit_spread is None or v.final_unit_spread <= limit]
+        if not stuck:
+            return []
+        confirmed = all(v.final_unit_spread is not None for v in stuck)
+        moving = facts.loss_moving
+        severity = None if confirmed else Severity.INFO if moving else Severity.WARNING
+        first = stuck[0]
+
+        def describe(v: VariableFacts) -> str:
+            if v.initial_rms == 0:
+                scale = ", all zeros"
+            elif v.initial_rms is not None:
+                scale = f", initial RMS {fmt(v.initial_rms)}"
+            else:
+                scale = ""
+            return f"{v.path} ({v.shape[-1]} units, unit spread {fmt(v.initial_unit_spread)}{scale})"
+
+        listed = "; ".join(describe(v) for v in stuck[:3]) + (f"; and {len(stuck) - 3} more" if len(stuck) > 3 else "")
+        if confirmed:
+            after = max(v.final_unit_spread for v in stuck)
+            tail = f"; after {facts.steps} steps they are still identical (spread {fmt(after)} <= {fmt(limit)})"
+        else:
+            tail = "; whether they stay identical was not measured"
+        return [self.finding(
+            f"{len(stuck)} hidden kernel{'s start' if len(stuck) != 1 else ' starts'} with identical units "
+            f"(unit spread <= {fmt(limit)}): {listed}{tail}",
+            confidence=(0.95 if confirmed else 0.7) * (0.5 if moving and not confirmed else 1),
+            severity=severity, layer=first.layer,
+            evidence={"variables": [v.path for v in stuck],
+                      "initial_unit_spread": [v.initial_unit_spread for v in stuck],
+                      "final_unit_spread": [v.final_unit_spread for v in stuck],
+                      "threshold": limit},
+        )]
+
+
+DETECTORS = (NoTrainableWeights, SymmetricInit, DisconnectedGradient, VanishingGradient, ExplodingGradient)

@@ -1,10 +1,13 @@
 """Detectors on the objective: faults of the loss function and of what it compares.
 
-They read ``facts.loss_probe`` (the loss measured on real targets and constructed
+Most read ``facts.loss_probe`` (the loss measured on real targets and constructed
 predictions, see ``stalldoc.probe.lossprobe``) and ``facts.predictions`` (the model's outputs
-against the targets during the probe). None of them looks at a loss's or layer's name;
-output-range-mismatch identifies the output activation by its function (ReLU, softmax,
-sigmoid), as the model's config serializes it, and confirms its range on the outputs.
+against the targets during the probe), and never look at a loss's name. Two read what the
+loss and the output are: loss-output-mismatch pairs a Keras built-in loss (``LossFacts.kind``,
+its function's canonical name) with the output activation and the targets, and
+single-unit-softmax reads the output activation and width. Output activations are identified
+by their function (ReLU, softmax, sigmoid) as the model's config serializes it, and their
+range is confirmed on the measured outputs where it matters.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ import math
 import numpy as np
 
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, need_probe, ramp
-from stalldoc.facts import NON_NEGATIVE_ACTIVATIONS, Facts, LossProbeFacts
+from stalldoc.facts import ACTIVATION_RANGES, NON_NEGATIVE_ACTIVATIONS, PROBABILITY_ACTIVATIONS, Facts, LossProbeFacts
 from stalldoc.findings import Finding, Severity
 
 # A loss whose value at fixed norm is within this share of its range from a line in cos is
 # "cosine-shaped" (1 - cos, -cos and 1 - y.p are exactly affine: measured residual 0;
 # mean absolute error 0.14).
 AFFINE_TOLERANCE = 0.05
+
+# Keras' built-in losses by what they expect (LossFacts.kind, the canonical function name).
+CATEGORICAL_LOSSES = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy"})
+SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy"})
+BINARY_LOSSES = frozenset({"binary_crossentropy", "binary_focal_crossentropy"})
+FROM_LOGITS_LOSSES = CATEGORICAL_LOSSES | SPARSE_LOSSES | BINARY_LOSSES  # cross-entropies with from_logits
+CLASSIFICATION_LOSSES = FROM_LOGITS_LOSSES | {"hinge", "squared_hinge", "categorical_hinge"}
+VALUE_LOSSES = frozenset({"mean_squared_error", "mean_absolute_error", "huber", "log_cosh"})
 
 
 def curve_text(lp: LossProbeFacts) -> str:
@@ -190,6 +201,10 @@ class UnnormalizedCosineDistance(Detector):
     invalidates_loss = True
 
     def check(self, facts: Facts) -> list[Finding]:
+        kind = facts.loss.kind
+        if kind is not None and kind != "cosine_similarity":
+            # A built-in that is not a cosine (a cross-entropy can look affine in cos at fixed norm).
+            raise Skip(f"the loss is Keras' {kind}, not a cosine distance")
         lp = need_probe(facts)
         if not (math.isfinite(lp.affine_residual) and lp.affine_residual < AFFINE_TOLERANCE):
             raise Skip(f"the loss is not cosine-shaped (distance from affine in cos "
@@ -219,11 +234,18 @@ class UnnormalizedCosineDistance(Detector):
 class OutputRangeMismatch(Detector):
     """
     What it detects:
-        An output that never goes negative (measured over the probe; ReLU, softmax,
-        sigmoid) while the targets have negative components, so that even the best
-        prediction the output can make stays far from the targets. Reported with the best
-        reachable cosine, mean |y+| / |y| (the direction of the targets' positive part),
-        and the loss at the best reachable prediction.
+        An output activation whose range cannot reach the targets. Two measurements:
+        - for a loss that compares values (mean squared or absolute error, Huber, a custom
+          regression loss), the activation's range — sigmoid (0, 1), tanh (-1, 1), ReLU
+          [0, inf), softmax [0, 1] per unit — against the targets' measured range, e.g. a
+          sigmoid head for targets in 0..100. Class labels under a classification loss and
+          a cosine (which sees only directions) are not compared this way;
+        - for any loss the loss probe can measure, an output that never goes negative
+          (measured over the probe; ReLU, softmax, sigmoid) while the targets have negative
+          components, so that even the best prediction the output can make stays far from
+          the targets. Reported with the best reachable cosine, mean |y+| / |y| (the
+          direction of the targets' positive part), and the loss at the best reachable
+          prediction.
 
     Why it stalls training:
         The network can only improve until its output reaches the edge of its range; from
@@ -238,19 +260,76 @@ class OutputRangeMismatch(Detector):
         max_reachable_gap: (loss at the best reachable prediction - loss at a perfect
             prediction) / range. 0.05 is a best reachable cosine of 0.9 for 1 - cos; measured
             0.17 (cos 0.65) for zero-mean Gaussian 8-dim targets.
+        max_outside_share: the share of the targets' span (min..max over all features) that
+            lies outside the activation's range: 0.99 for a sigmoid head on targets in
+            0..100, 0.67 for tanh on standardized targets (+-3), 0 for targets scaled into the
+            range. At 0.05 the unreachable part costs the few samples out there at most
+            (0.05 x span)^2, 3% of the variance of targets spread uniformly over the span.
     """
 
     id = "output-range-mismatch"
     area = "objective"
-    summary = "a non-negative output (ReLU/softmax/sigmoid) against targets with negative components"
+    summary = "an output activation whose range cannot reach the targets (e.g. sigmoid for targets in 0..100)"
     severity = Severity.ERROR
     thresholds = (
         Threshold("max_reachable_gap", 0.05, "(best reachable loss - floor) / range"),
+        Threshold("max_outside_share", 0.05, "share of the targets' span outside the activation's range"),
     )
     explains = ("dead-relu", "saturated-activation", "vanishing-gradient", "disconnected-gradient",
-                "zero-norm-target", "learning-rate-too-low", "large-output-norm")
+                "zero-norm-target", "learning-rate-too-low", "large-output-norm", "unnormalized-target")
 
     def check(self, facts: Facts) -> list[Finding]:
+        ranged = self._target_range(facts)
+        if ranged:
+            return ranged
+        try:
+            return self._unreachable_sign(facts)
+        except Skip:
+            if ranged is None:
+                raise
+            return []  # the range rule applied and passed: nothing was left unchecked
+
+    def _target_range(self, facts: Facts) -> list[Finding] | None:
+        """The activation's range against the targets' range; None when the rule does not apply."""
+        act = facts.model.output_activation
+        y = facts.targets
+        pred = facts.predictions
+        if act not in ACTIVATION_RANGES or not compares_values(facts) or y.features == 0:
+            return None
+        if pred is not None and tuple(pred.output_shape) != tuple(pred.target_shape):
+            return None  # compared after a broadcast or an index: shape-mismatch's business
+        lo, hi = float(np.nanmin(y.feature_min)), float(np.nanmax(y.feature_max))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        low, high = ACTIVATION_RANGES[act]
+        outside = max(0.0, low - lo) + max(0.0, hi - high)
+        span = hi - lo
+        share = outside / span if span > 0 else float(outside > 0)
+        if share <= self.t["max_outside_share"]:
+            return []
+        measured = f" (outputs measured {fmt(pred.output_min)} .. {fmt(pred.output_max)})" if pred else ""
+        if math.isfinite(high):
+            target = f"(y - {fmt(lo)}) / {fmt(span)}"
+            if (low, high) != (0.0, 1.0):
+                target = f"{fmt(low)} + {fmt(high - low)} * {target}"
+            fix = (f"use a linear output layer (activation=None), with standardized targets (y - mean) / std; "
+                   f"or keep {act} and rescale the targets into [{fmt(low)}, {fmt(high)}], e.g. {target}")
+        else:
+            fix = (f"use a linear output layer (activation=None): {act} never goes below {fmt(low)}, while the "
+                   f"targets reach {fmt(lo)}")
+        return [self.finding(
+            f"the output activation {act} only reaches [{fmt(low)}, {fmt(high)}] but the targets span "
+            f"{fmt(lo)} .. {fmt(hi)}: {fmt(share * 100)}% of their span is out of its reach > "
+            f"{fmt(self.t['max_outside_share'] * 100)}%{measured}",
+            confidence=0.8 + 0.15 * ramp(share, self.t["max_outside_share"], 0.5), fix=fix,
+            evidence={"output_activation": act, "activation_range": [low, high if math.isfinite(high) else None],
+                      "target_min": lo, "target_max": hi, "outside_share": share,
+                      "output_min": pred.output_min if pred else None, "output_max": pred.output_max if pred else None,
+                      "threshold": self.t["max_outside_share"]},
+        )]
+
+    def _unreachable_sign(self, facts: Facts) -> list[Finding]:
+        """A non-negative output against signed targets, measured by the loss probe."""
         lp = need_probe(facts)
         if lp.output_range is None or lp.reachable_loss is None:
             raise Skip("the model's output went negative during the probe: its range is not limited")
@@ -279,6 +358,20 @@ class OutputRangeMismatch(Detector):
                       "output_range": [lo, hi if math.isfinite(hi) else None], "output_activation": act,
                       "threshold": self.t["max_reachable_gap"]},
         )]
+
+
+def compares_values(facts: Facts) -> bool:
+    """The loss compares the output's values with the targets' (a regression loss): not class
+    labels under a classification loss, not a cosine, not a custom loss nothing is known of."""
+    kind = facts.loss.kind
+    if kind in CLASSIFICATION_LOSSES or kind == "cosine_similarity":
+        return False
+    lp = facts.loss_probe
+    if lp is not None and lp.is_cosine_like:
+        return False
+    if facts.task is not None:
+        return facts.task.kind == "regression"
+    return kind is not None or lp is not None
 
 
 class LargeOutputNorm(Detector):
@@ -338,6 +431,313 @@ class LargeOutputNorm(Detector):
         )]
 
 
+class SingleUnitSoftmax(Detector):
+    """
+    What it detects:
+        A softmax output over a single unit, e.g. ``Dense(1, activation="softmax")``. Softmax
+        normalizes over the last axis, so over one unit it is exp(z) / exp(z) = 1 for every
+        input. Measured from the output activation and the length of the output's last axis,
+        with the outputs the probe measured (pinned at 1.0) as corroboration; a softmax
+        written another way (a Lambda) is recognized by those outputs alone.
+
+    Why it stalls training:
+        The output is the constant 1 whatever the weights: the loss takes the same value for
+        every weight, its gradient is exactly zero, and nothing learns. (The output layer
+        then shows as 100% saturated: this is why.)
+
+    How to fix:
+        For two classes use ``Dense(1, activation="sigmoid")`` with binary_crossentropy; for
+        K classes use ``Dense(K, activation="softmax")`` with categorical_crossentropy
+        (one-hot labels) or sparse_categorical_crossentropy (class ids).
+
+    Thresholds:
+        max_pinned_spread: outputs count as pinned at 1 when their measured max - min over
+            the probe, and their distance from 1, are below this. A softmax over one unit
+            gives exactly 1.0 in float32 (spread 0); any output that responds to its input
+            varies by far more than 1e-6.
+    """
+
+    id = "single-unit-softmax"
+    area = "objective"
+    summary = "a softmax over one output unit: the output is always 1"
+    severity = Severity.ERROR
+    thresholds = (Threshold("max_pinned_spread", 1e-6, "max - min (and distance from 1) of pinned outputs"),)
+    explains = ("saturated-activation", "vanishing-gradient", "disconnected-gradient", "converged",
+                "learning-rate-too-low")
+    invalidates_loss = True  # whatever the loss does (a regularizer falling), the output cannot change
+
+    def check(self, facts: Facts) -> list[Finding]:
+        act = facts.model.output_activation
+        pred = facts.predictions
+        units = output_units(facts)
+        tol = self.t["max_pinned_spread"]
+        pinned = (pred is not None and math.isfinite(pred.output_min) and math.isfinite(pred.output_max)
+                  and pred.output_max - pred.output_min <= tol and abs(pred.output_max - 1.0) <= tol)
+        measured = (f"; the probe measured outputs {fmt(pred.output_min)} .. {fmt(pred.output_max)}"
+                    if pred is not None else "")
+        evidence = {"output_activation": act, "output_units": units,
+                    "output_min": pred.output_min if pred else None, "output_max": pred.output_max if pred else None,
+                    "threshold": tol}
+        if act != "softmax":
+            # A softmax the config does not name (a Lambda, tf.nn.softmax): only the outputs show it.
+            if units == 1 and pinned and act not in ACTIVATION_RANGES:
+                return [self.finding(
+                    f"the single output unit is pinned at 1.0 at every probe step{measured} (activation "
+                    f"{act or 'none'}): the signature of a softmax over one unit",
+                    confidence=0.7, evidence=evidence)]
+            return []
+        if units is None:
+            raise Skip("the length of the output's last axis was not measured")
+        if units != 1:
+            return []
+        return [self.finding(
+            f"the output layer applies softmax over 1 unit: softmax(z) = exp(z) / exp(z) = 1 for every input"
+            f"{measured}, so the loss cannot change and its gradient is exactly zero",
+            confidence=0.99 if pinned or pred is None else 0.9, evidence=evidence)]
+
+
+class LossOutputMismatch(Detector):
+    """
+    What it detects:
+        A built-in Keras loss that does not fit the output activation or the targets it is
+        given. Each case is its own finding, with what was measured:
+        - from_logits=True on a softmax or sigmoid output (probabilities squashed twice);
+        - from_logits=False cross-entropy on an output that is not a probability (linear,
+          ReLU...) and was measured outside [0, 1];
+        - binary cross-entropy on one-hot labels over more than two classes with a softmax
+          output, or on targets outside [0, 1];
+        - categorical (or sparse categorical) cross-entropy over a single output unit;
+        - sparse categorical cross-entropy on one-hot rows, or categorical cross-entropy on
+          class ids;
+        - mean squared or absolute error (Huber, log-cosh) on a softmax or sigmoid output
+          against class labels.
+        The loss is identified by its Keras function (``LossFacts.kind``); a custom loss is
+        skipped.
+
+    Why it stalls training:
+        Each pairing removes the gradient the loss is meant to give. A second softmax over
+        probabilities in [0, 1] caps the true class at e / (e + K - 1), 0.23 for K = 10, so
+        the loss cannot fall below ln(e + K - 1) - 1 (1.46); a second sigmoid keeps every
+        prediction in [0.5, 0.73]. A cross-entropy clips outputs outside [0, 1] to
+        [1e-7, 1 - 1e-7], where its gradient is zero. Binary cross-entropy over a softmax
+        spends K - 1 of every K terms on zeros the softmax already gives, and Keras reports
+        binary accuracy ((K - 1) / K for predicting no class). Over one unit a categorical
+        cross-entropy normalizes the output to 1 and is 0 for every prediction. Sparse and
+        one-hot labels read against each other compare the wrong numbers, or fail outright.
+        Squared or absolute error through a sigmoid has the gradient (p - y) p (1 - p),
+        which vanishes where a unit saturates, on the wrong side too; the log in a
+        cross-entropy is what cancels it (Goodfellow, Bengio and Courville, Deep Learning,
+        2016, section 6.2.2.2).
+
+    How to fix:
+        Match the three: a softmax output with categorical_crossentropy (one-hot labels) or
+        sparse_categorical_crossentropy (class ids); a sigmoid output with
+        binary_crossentropy (0/1 labels, one or several per sample); a linear output with
+        from_logits=True for either; a linear output with mean squared error for real-valued
+        targets. Each finding names the change for its case.
+
+    Thresholds:
+        max_outside: how far outside [0, 1] a measured output or target may lie and still
+            count as a probability. Float32 rounding and Keras' clipping epsilon are ~1e-7;
+            a linear head at initialization spans about +-2 (Glorot weights on standardized
+            inputs); 1e-3 is orders of magnitude from both.
+    """
+
+    id = "loss-output-mismatch"
+    area = "objective"
+    summary = "a loss that does not fit the output activation or the targets (from_logits, sparse vs one-hot...)"
+    severity = Severity.ERROR
+    thresholds = (Threshold("max_outside", 1e-3, "distance outside [0, 1] still counted as a probability"),)
+    # Clipped, normalized-to-1 or doubly squashed outputs: saturated units, gradients that are
+    # zero or tiny, a loss already at 0 (one unit) that looks converged.
+    explains = ("saturated-activation", "vanishing-gradient", "disconnected-gradient", "converged",
+                "learning-rate-too-low")
+    invalidates_loss = True  # the loss measures something other than the intended fit
+
+    def check(self, facts: Facts) -> list[Finding]:
+        kind = facts.loss.kind
+        if kind is None:
+            raise Skip("the loss is not a Keras built-in: what it expects of the output and targets is unknown")
+        cases = (self._logits_twice, self._not_probabilities, self._binary_on_one_hot, self._binary_targets_outside,
+                 self._one_unit, self._sparse_vs_one_hot, self._value_loss_on_probabilities)
+        return [f for case in cases if (f := case(facts, kind)) is not None]
+
+    # -- the cases: each returns one finding or None ----------------------------------------------
+
+    def _logits_twice(self, facts: Facts, kind: str) -> Finding | None:
+        act = facts.model.output_activation
+        units = output_units(facts)
+        if kind not in FROM_LOGITS_LOSSES or facts.loss.from_logits is not True or act not in PROBABILITY_ACTIVATIONS:
+            return None
+        pred = facts.predictions
+        seen = f" (measured {fmt(pred.output_min)} .. {fmt(pred.output_max)})" if pred is not None else ""
+        if act == "softmax":
+            if units is None or units < 2:
+                return None
+            cap = math.e / (math.e + units - 1)
+            floor = math.log(math.e + units - 1) - 1
+            effect = (f"the loss applies softmax again to probabilities in [0, 1]{seen}, which caps the true class "
+                      f"at e / (e + {units} - 1) = {fmt(cap)}: the loss cannot fall below {fmt(floor)}")
+            evidence = {"probability_cap": cap, "loss_bound": floor}
+        else:
+            effect = (f"the loss applies sigmoid again to probabilities in [0, 1]{seen}, which keeps every prediction "
+                      f"in [0.5, 0.731]: no sample can be predicted as class 0, whose loss stays >= ln 2 = 0.693")
+            evidence = {"prediction_range": [0.5, 0.731]}
+        return self.finding(
+            f"{kind} has from_logits=True but the output layer already applies {act}: {effect}",
+            confidence=0.95,
+            fix=f"remove the {act} from the output layer (activation=None) and keep from_logits=True, or keep the "
+                f"{act} and set from_logits=False",
+            evidence={"case": "from-logits-on-probabilities", "loss": kind, "from_logits": True,
+                      "output_activation": act, "output_units": units, **evidence, "threshold": None})
+
+    def _not_probabilities(self, facts: Facts, kind: str) -> Finding | None:
+        act = facts.model.output_activation
+        pred = facts.predictions
+        if kind not in FROM_LOGITS_LOSSES or facts.loss.from_logits is not False or act in PROBABILITY_ACTIVATIONS:
+            return None
+        if pred is None or not (math.isfinite(pred.output_min) and math.isfinite(pred.output_max)):
+            return None  # the range it was measured in is what tells
+        tol = self.t["max_outside"]
+        if pred.output_min >= -tol and pred.output_max <= 1 + tol:
+            return None
+        units = output_units(facts)
+        squash = "sigmoid" if kind in BINARY_LOSSES or units == 1 else "softmax"
+        how = ("divides each row by its sum and clips it" if kind in CATEGORICAL_LOSSES else "clips them")
+        return self.finding(
+            f"{kind} expects probabilities (from_logits=False) but the output is {act or 'linear'} and was measured "
+            f"in {fmt(pred.output_min)} .. {fmt(pred.output_max)}, outside [0, 1] by more than {fmt(tol)}: "
+            f"Keras {how} into [1e-7, 1 - 1e-7], where the gradient is zero",
+            confidence=0.9,
+            fix=f"set from_logits=True and keep the {act or 'linear'} output, or give the output layer a {squash} "
+                f"activation",
+            evidence={"case": "probabilities-expected", "loss": kind, "from_logits": False, "output_activation": act,
+                      "output_min": pred.output_min, "output_max": pred.output_max, "threshold": tol})
+
+    def _binary_on_one_hot(self, facts: Facts, kind: str) -> Finding | None:
+        task = facts.task
+        if kind not in BINARY_LOSSES or facts.model.output_activation != "softmax" or task is None:
+            return None
+        if task.label_format != "one-hot" or task.classes is None or task.classes <= 2:
+            return None
+        k = task.classes
+        return self.soft_finding(
+            facts,
+            f"{kind} on one-hot labels over {k} classes with a softmax output: it scores each of the {k} units as "
+            f"a separate yes/no, so {k - 1} of every {k} terms reward zeros the softmax already gives, and Keras' "
+            f"accuracy becomes binary accuracy ({fmt((k - 1) / k * 100)}% for predicting no class at all)",
+            fix="use categorical_crossentropy with the softmax output (or sparse_categorical_crossentropy with "
+                "class ids)",
+            evidence={"case": "binary-on-one-hot", "loss": kind, "label_format": "one-hot", "classes": k,
+                      "output_activation": "softmax", "threshold": None})
+
+    def _binary_targets_outside(self, facts: Facts, kind: str) -> Finding | None:
+        y = facts.targets
+        if kind not in BINARY_LOSSES or y.features == 0:
+            return None
+        lo, hi = float(np.nanmin(y.feature_min)), float(np.nanmax(y.feature_max))
+        tol = self.t["max_outside"]
+        if not (math.isfinite(lo) and math.isfinite(hi)) or (lo >= -tol and hi <= 1 + tol):
+            return None
+        return self.finding(
+            f"{kind} on targets outside [0, 1] (measured {fmt(lo)} .. {fmt(hi)}, beyond {fmt(tol)}): for a target "
+            f"above 1 (or below 0) the loss has no minimum inside (0, 1) and runs to Keras' clip at 1e-7, where "
+            f"the gradient is zero",
+            confidence=0.9,
+            fix="rescale the targets into [0, 1] (or to 0/1 labels), or use mean squared error with a linear "
+                "output for real-valued targets",
+            evidence={"case": "binary-targets-outside", "loss": kind, "target_min": lo, "target_max": hi,
+                      "threshold": tol})
+
+    def _one_unit(self, facts: Facts, kind: str) -> Finding | None:
+        units = output_units(facts)
+        if units != 1 or kind not in CATEGORICAL_LOSSES | SPARSE_LOSSES:
+            return None
+        fix = ("for two classes use a sigmoid output with binary_crossentropy; for K classes give the output "
+               "layer K units")
+        evidence = {"case": "one-unit", "loss": kind, "output_units": 1, "threshold": None}
+        if kind in SPARSE_LOSSES:
+            y = facts.targets
+            top = float(np.nanmax(y.feature_max)) if y.features else float("nan")
+            labels = f", while the labels go up to {fmt(top)}" if math.isfinite(top) and top > 0 else ""
+            return self.finding(
+                f"{kind} over a single output unit: the only class it knows is 0{labels}",
+                confidence=0.9, fix=fix, evidence=evidence)
+        return self.finding(
+            f"{kind} over a single output unit: it normalizes the output over the last axis (each row divided by "
+            f"its sum, or a softmax of one logit), which is always 1, so the loss is 0 for every prediction and "
+            f"its gradient is exactly zero",
+            confidence=0.95, fix=fix, evidence=evidence)
+
+    def _sparse_vs_one_hot(self, facts: Facts, kind: str) -> Finding | None:
+        task = facts.task
+        if task is None or task.label_format is None:
+            return None
+        shape = tuple(facts.targets.shape[1:])
+        if kind in SPARSE_LOSSES and task.label_format in ("one-hot", "soft", "multi-label"):
+            fix = ("use binary_crossentropy with a sigmoid output for several labels per sample"
+                   if task.label_format == "multi-label" else
+                   "use categorical_crossentropy, or pass class ids: y.argmax(axis=-1)")
+            return self.finding(
+                f"{kind} expects one class id per sample, but the targets are {task.label_format} rows of length "
+                f"{task.classes} (per-sample shape {shape})",
+                confidence=0.95, fix=fix,
+                evidence={"case": "sparse-loss-on-rows", "loss": kind, "label_format": task.label_format,
+                          "classes": task.classes, "target_shape": list(shape), "threshold": None})
+        if kind in CATEGORICAL_LOSSES and task.label_format == "sparse":
+            units = output_units(facts)
+            y = facts.targets
+            ids = (f", {fmt(float(np.nanmin(y.feature_min)))} .. {fmt(float(np.nanmax(y.feature_max)))}"
+                   if y.features else "")
+            return self.finding(
+                f"{kind} expects one-hot rows of length {units}, but the targets are class ids (one per sample"
+                f"{ids}, per-sample shape {shape})",
+                confidence=0.95,
+                fix=f"use sparse_categorical_crossentropy, or one-hot encode the labels: "
+                    f"keras.utils.to_categorical(y, {units})",
+                evidence={"case": "categorical-loss-on-ids", "loss": kind, "label_format": "sparse",
+                          "output_units": units, "target_shape": list(shape), "threshold": None})
+        return None
+
+    def _value_loss_on_probabilities(self, facts: Facts, kind: str) -> Finding | None:
+        act = facts.model.output_activation
+        if kind not in VALUE_LOSSES or act not in PROBABILITY_ACTIVATIONS:
+            return None
+        y = facts.targets
+        task = facts.task
+        labels01 = (y.integer_valued and y.features > 0 and float(np.nanmin(y.feature_min)) >= 0
+                    and float(np.nanmax(y.feature_max)) <= 1)
+        if not (labels01 or (task is not None and task.kind == "classification")):
+            return None
+        slope = "sign(p - y)" if kind == "mean_absolute_error" else "(p - y)"
+        crossentropy = "categorical_crossentropy" if act == "softmax" else "binary_crossentropy"
+        return self.soft_finding(
+            facts,
+            f"{kind} on a {act} output against class labels: its gradient through the {act} is {slope} x p(1 - p), "
+            f"which vanishes wherever a unit saturates, on the wrong side too, so confidently wrong outputs stop "
+            f"learning",
+            fix=f"use {crossentropy}: its log cancels the {act}'s flat tails",
+            evidence={"case": "value-loss-on-probabilities", "loss": kind, "output_activation": act,
+                      "threshold": None})
+
+    def soft_finding(self, facts: Facts, message: str, *, fix: str, evidence: dict) -> Finding:
+        """A pairing that slows training rather than blocking it: a note while the loss still moves."""
+        moving = facts.loss_moving
+        note = f"; the loss still moves ({fmt(facts.progress * 100)}% of the way to its floor)" if moving else ""
+        return self.finding(message + note, confidence=0.85 * (0.5 if moving else 1), fix=fix, evidence=evidence,
+                            severity=Severity.INFO if moving else None)
+
+
+def output_units(facts: Facts) -> int | None:
+    """Length of the output's last axis: from the model, else from the measured predictions."""
+    if facts.model.output_units is not None:
+        return int(facts.model.output_units)
+    pred = facts.predictions
+    if pred is not None and len(pred.output_shape):
+        return int(pred.output_shape[-1])
+    return None
+
+
 class LossNotRebuilt(Detector):
     """
     What it detects:
@@ -379,5 +779,5 @@ class LossNotRebuilt(Detector):
         )]
 
 
-DETECTORS = (LossNotRebuilt, InvertedLoss, DegenerateCosineAxis, UnnormalizedCosineDistance, OutputRangeMismatch,
-             LargeOutputNorm)
+DETECTORS = (LossNotRebuilt, SingleUnitSoftmax, LossOutputMismatch, InvertedLoss, DegenerateCosineAxis,
+             UnnormalizedCosineDistance, OutputRangeMismatch, LargeOutputNorm)

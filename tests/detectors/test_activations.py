@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from stalldoc.detectors import Skip
-from stalldoc.detectors.activations import DeadRelu, SaturatedActivation, VanishingActivation
+from stalldoc.detectors.activations import DeadRelu, ExplodingActivation, SaturatedActivation, VanishingActivation
+from stalldoc.findings import Severity
 
 
 def ids(findings):
@@ -78,3 +79,89 @@ def test_vanishing_activation_is_relative_to_the_inputs_scale():
     layers = [_with_output_rms(F.layer("base", 0), 1e-6)]
     tiny_inputs = F.array("x", mean=0.0, std=1e-3)  # ratio 1e-3: the layer just follows its input
     assert VanishingActivation().check(F.facts(inputs=[tiny_inputs], layers=layers)) == []
+
+
+# --- state findings while the loss moves ----------------------------------------------------------
+
+def test_saturated_hidden_layer_is_a_note_while_the_loss_moves():
+    layers = [F.layer("hidden", 0, activation="sigmoid", saturated=0.9, gain=0.02), F.layer("out", 1)]
+    flat = SaturatedActivation().check(F.facts(layers=layers, loss_initial=1.0, loss_final=1.0))
+    assert flat[0].severity is Severity.WARNING
+    moving = SaturatedActivation().check(F.facts(layers=layers, loss_initial=1.0, loss_final=0.5))
+    assert moving[0].severity is Severity.INFO and "still moves" in moving[0].message
+    assert moving[0].confidence < flat[0].confidence
+
+
+def test_dead_relu_is_a_note_while_the_loss_moves():
+    dead = F.layer("dead", 0, activation="relu", active_rates=[0.0] * 6 + [0.5] * 2)
+    flat = DeadRelu().check(F.facts(layers=[dead, F.layer("out", 1)], loss_initial=1.0, loss_final=1.0))
+    assert flat[0].severity is Severity.WARNING
+    moving = DeadRelu().check(F.facts(layers=[dead, F.layer("out", 1)], loss_initial=1.0, loss_final=0.5))
+    assert moving[0].severity is Severity.INFO and "still moves" in moving[0].message
+
+
+def test_vanishing_activation_does_not_measure_against_float_token_ids():
+    # Token ids stored as float32 (RMS ~500) into an Embedding whose outputs are ~0.05.
+    ids_ = F.array("tokens", mean=250.0, std=140.0, low=0.0, high=999.0, integer_valued=True)
+    layers = [F.layer("embedding", 0, class_name="Embedding", output_rms=0.05), F.layer("out", 1, output_rms=0.3)]
+    with pytest.raises(Skip, match="no float inputs"):
+        VanishingActivation().check(F.facts(inputs=[ids_], layers=layers))
+
+
+# --- exploding-activation --------------------------------------------------------------------------
+
+def exploding_facts(rms: list[float], *, input_rms: float | None = 1.0, **kw):
+    layers = [F.layer(f"dense_{i}", i, output_rms=[r] + [r * 10] * (F.STEPS - 1)) for i, r in enumerate(rms)]
+    return F.facts(layers=layers, first_weighted_input_rms=input_rms, **kw)
+
+
+@pytest.mark.parametrize("rms,expected", [
+    ([16.0, 256.0, 900.0], []),                         # x900 < x1000
+    ([16.0, 256.0, 1100.0], ["exploding-activation"]),   # x1100
+    ([22.0, 480.0, 1.1e4], ["exploding-activation"]),    # N(0, 1) weights, fan-in 512
+])
+def test_exploding_activation_growth_both_sides(rms, expected):
+    found = ExplodingActivation().check(exploding_facts(rms, loss_initial=1.0, loss_final=1.0))
+    assert ids(found) == expected
+    if found:
+        assert found[0].layer == "dense_2"
+        assert found[0].severity is Severity.WARNING and "> 1e+03x" in found[0].message
+
+
+def test_exploding_activation_reports_the_first_layer_and_the_peak():
+    found = ExplodingActivation().check(exploding_facts([30.0, 2e3, 5e4], loss_initial=1.0, loss_final=1.0))
+    assert found[0].layer == "dense_1" and found[0].evidence["peak_layer"] == "dense_2"
+    assert found[0].evidence["growth"] == pytest.approx(2e3)
+
+
+def test_exploding_activation_needs_a_large_absolute_scale_too():
+    # Inputs of RMS 1e-4 normalized up to unit scale: x1e4, but RMS 1 < 100 is harmless.
+    assert ExplodingActivation().check(exploding_facts([1.0, 1.0], input_rms=1e-4)) == []
+    assert ids(ExplodingActivation().check(exploding_facts([1.0, 101.0], input_rms=1e-4))) == [
+        "exploding-activation"]
+
+
+def test_exploding_activation_severity_follows_the_loss():
+    rms = [100.0, 1e4]
+    nan = ExplodingActivation().check(exploding_facts(rms, loss_initial=1.0, loss_final=float("nan")))
+    assert nan[0].severity is Severity.ERROR and "non-finite" in nan[0].message
+    moving = ExplodingActivation().check(exploding_facts(rms, loss_initial=1.0, loss_final=0.5))
+    assert moving[0].severity is Severity.INFO
+
+
+def test_exploding_activation_uses_the_initial_weights_and_skips_nan_outputs():
+    # Only step 1 (before any update) counts: a signal that grows later is the optimizer's doing.
+    later = exploding_facts([1.0, 2.0])
+    later.layers[1].output_std = np.array([2.0, 5e3, 5e3, 5e3, 5e3])
+    assert ExplodingActivation().check(later) == []
+    nan = exploding_facts([1.0, float("nan")])
+    assert ExplodingActivation().check(nan) == []  # NaN data is non-finite-data's finding
+
+
+def test_exploding_activation_falls_back_to_the_inputs_and_skips_without_them():
+    found = ExplodingActivation().check(exploding_facts([10.0, 5e3], input_rms=None))
+    assert ids(found) == ["exploding-activation"] and "the inputs" in found[0].message
+    tokens = F.array("tokens", mean=250.0, std=140.0)
+    tokens.consumed_as_indices = True
+    with pytest.raises(Skip, match="no float inputs"):
+        ExplodingActivation().check(exploding_facts([10.0], input_rms=None, inputs=[tokens]))

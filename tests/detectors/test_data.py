@@ -218,3 +218,31 @@ def test_zero_norm_predictions_at_a_single_step_count():
 def test_zero_scalar_targets_are_fine_for_mse():
     lp = F.loss_probe(pred_scale=F.SCALES**2)  # not scale invariant, finite at zero
     assert ZeroNormTarget().check(F.with_probe(lp, targets=F.array("y", zero_norm_fraction=0.5))) == []
+
+
+def test_unnormalized_input_never_fires_on_float_token_ids_into_an_embedding():
+    # Token ids stored as float32 (as CSV and pandas data are): integer-valued, an Embedding reads them.
+    tokens = F.array("tokens", mean=250.0, std=140.0, low=0.0, high=999.0, integer_valued=True)
+    embedded = [F.layer("embedding", 0, class_name="Embedding"), F.layer("out", 1)]
+    with pytest.raises(Skip, match="indices"):
+        UnnormalizedInput().check(F.facts(inputs=[tokens], layers=embedded))
+
+
+def test_unnormalized_input_still_fires_on_integer_pixels_without_an_index_layer():
+    # Raw 0..255 pixels are integer-valued too, but nothing reads them as ids.
+    pixels = F.array("x", mean=127.0, std=70.0, low=0.0, high=255.0, integer_valued=True)
+    assert ids(UnnormalizedInput().check(F.facts(inputs=[pixels]))) == ["unnormalized-input"]
+    # ...nor when they are signed (ids are never negative).
+    signed = F.array("x", mean=0.0, std=70.0, low=-200.0, high=200.0, integer_valued=True)
+    embedded = [F.layer("embedding", 0, class_name="Embedding"), F.layer("out", 1)]
+    assert ids(UnnormalizedInput().check(F.facts(inputs=[signed], layers=embedded))) == ["unnormalized-input"]
+
+
+def test_unnormalized_target_fix_is_reachable_by_a_bounded_head():
+    facts = F.facts(targets=F.array("y", mean=0.0, std=5e4), loss_probe=_target_probe(1e5),
+                    layers=F.mlp_layers(["relu", "sigmoid"]))
+    found = UnnormalizedTarget().check(facts)
+    assert "sigmoid only reaches [0, 1]" in found[0].fix and "activation=None" in found[0].fix
+    linear = UnnormalizedTarget().check(F.facts(targets=F.array("y", mean=0.0, std=5e4),
+                                                loss_probe=_target_probe(1e5)))
+    assert "activation=None" not in linear[0].fix

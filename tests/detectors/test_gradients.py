@@ -5,10 +5,12 @@ import factories as F
 import numpy as np
 import pytest
 
+from stalldoc.detectors import Skip
 from stalldoc.detectors.gradients import (
     DisconnectedGradient,
     ExplodingGradient,
     NoTrainableWeights,
+    SymmetricInit,
     VanishingGradient,
 )
 from stalldoc.findings import Severity
@@ -93,3 +95,57 @@ def test_exploding_gradient_growth_and_quiet_case():
     growing[0].grad_norm = np.geomspace(1e-2, 5.0, F.STEPS)  # x500 growth, peak 5 < 1000
     assert ids(ExplodingGradient().check(F.facts(variables=growing))) == ["exploding-gradient"]
     assert ExplodingGradient().check(F.facts(variables=F.mlp_variables([1e-2, 1e-2]))) == []
+
+
+# --- symmetric-init ------------------------------------------------------------------------------
+
+def init_variables(hidden_spread, *, final=None, hidden_rms=0.0, units=8, output_units=1):
+    """A hidden kernel with the given initial (and final) unit spread, then an output kernel."""
+    hidden = F.variable("hidden/kernel", 0, shape=(4, units))
+    hidden.initial_unit_spread, hidden.final_unit_spread, hidden.initial_rms = hidden_spread, final, hidden_rms
+    out = F.variable("out/kernel", 1, shape=(units, output_units))
+    out.initial_unit_spread = None if output_units == 1 else 1.0
+    out.initial_rms = 0.3
+    return [hidden, out]
+
+
+@pytest.mark.parametrize("spread,expected", [(0.0, ["symmetric-init"]), (9e-6, ["symmetric-init"]), (1.1e-5, []),
+                                             (0.98, [])])
+def test_symmetric_init_unit_spread_both_sides(spread, expected):
+    facts = F.facts(variables=init_variables(spread, final=spread, hidden_rms=0.5), loss_initial=1.0,
+                    loss_final=1.0)
+    found = SymmetricInit().check(facts)
+    assert ids(found) == expected
+    if found:
+        assert found[0].severity is Severity.ERROR and found[0].layer == "hidden"
+        assert "still identical" in found[0].message
+
+
+def test_symmetric_init_all_zero_kernel_is_named():
+    found = SymmetricInit().check(F.facts(variables=init_variables(0.0, final=0.0)))
+    assert "all zeros" in found[0].message and found[0].evidence["variables"] == ["hidden/kernel"]
+
+
+def test_symmetric_units_that_broke_apart_during_the_probe_are_fine():
+    # A random layer after them gives each unit its own gradient: the spread grows at once.
+    facts = F.facts(variables=init_variables(0.0, final=0.02))
+    assert SymmetricInit().check(facts) == []
+
+
+def test_symmetric_init_unconfirmed_is_a_warning_while_flat_and_a_note_while_the_loss_moves():
+    flat = SymmetricInit().check(F.facts(variables=init_variables(0.0), loss_initial=1.0, loss_final=1.0))
+    assert flat[0].severity is Severity.WARNING and "not measured" in flat[0].message
+    moving = SymmetricInit().check(F.facts(variables=init_variables(0.0), loss_initial=1.0, loss_final=0.5))
+    assert moving[0].severity is Severity.INFO
+
+
+def test_symmetric_output_layer_is_not_reported():
+    # The output kernel's units get different errors (one per target component): not stuck.
+    variables = init_variables(1.0, final=1.0, output_units=4)
+    variables[1].initial_unit_spread, variables[1].final_unit_spread = 0.0, 0.0
+    assert SymmetricInit().check(F.facts(variables=variables)) == []
+
+
+def test_symmetric_init_skips_without_measured_kernels():
+    with pytest.raises(Skip, match="not measured"):
+        SymmetricInit().check(F.facts())  # factory kernels carry no unit spread

@@ -16,7 +16,9 @@ from stalldoc.detectors.objective import (
     InvertedLoss,
     LargeOutputNorm,
     LossNotRebuilt,
+    LossOutputMismatch,
     OutputRangeMismatch,
+    SingleUnitSoftmax,
     UnnormalizedCosineDistance,
 )
 from stalldoc.findings import Finding, Severity
@@ -207,3 +209,229 @@ def test_large_output_norm_skips_a_loss_that_sees_the_scale():
     lp = F.loss_probe(pred_scale=F.SCALES**2)  # MSE-like
     with pytest.raises(Skip, match="depends on the prediction's scale"):
         LargeOutputNorm().check(F.with_probe(lp, predictions=F.predictions(output_norm=500.0)))
+
+
+# --- output-range-mismatch: the activation's range against the targets' -------------------------
+
+def head_facts(activation: str, low: float, high: float, *, loss_kind: str | None = "mean_squared_error",
+               task: str | None = "regression", **kw):
+    from stalldoc.facts import TaskFacts
+
+    pred = F.predictions(output_min=0.01, output_max=0.99)
+    return F.facts(layers=F.mlp_layers(["relu", activation]), targets=F.array("y", low=low, high=high),
+                   predictions=pred, loss_kind=loss_kind,
+                   task=TaskFacts(kind=task) if task else None, **kw)
+
+
+def test_sigmoid_head_for_targets_in_0_to_100():
+    found = OutputRangeMismatch().check(head_facts("sigmoid", 0.0, 100.0))
+    assert ids(found) == ["output-range-mismatch"] and found[0].severity is Severity.ERROR
+    assert found[0].evidence["outside_share"] == pytest.approx(0.99)
+    assert "0 .. 100" in found[0].message and "> 5%" in found[0].message
+    # The fix is reachable: a linear output, or targets rescaled into the sigmoid's range.
+    assert "activation=None" in found[0].fix and "(y - 0) / 100" in found[0].fix
+    assert not found[0].fix.lower().startswith("standardize")
+
+
+@pytest.mark.parametrize("high,expected", [(1.05, []), (1.06, ["output-range-mismatch"])])
+def test_output_range_outside_share_threshold_both_sides(high, expected):
+    # sigmoid (0, 1) against targets in 0..high: share (high - 1) / high; 0.05 is the default.
+    assert ids(OutputRangeMismatch().check(head_facts("sigmoid", 0.0, high))) == expected
+
+
+def test_tanh_head_on_standardized_targets_and_relu_head_on_signed_targets():
+    found = OutputRangeMismatch().check(head_facts("tanh", -3.0, 3.0))
+    assert found[0].evidence["outside_share"] == pytest.approx(4 / 6)
+    assert "-1 + 2 * (y - -3) / 6" in found[0].fix
+    relu = OutputRangeMismatch().check(head_facts("relu", -5.0, 5.0))
+    assert ids(relu) == ["output-range-mismatch"] and "never goes below 0" in relu[0].fix
+
+
+def test_output_range_leaves_class_labels_cosines_and_linear_heads_alone():
+    # Class ids 0..9 under a sparse cross-entropy against a softmax: labels, not values.
+    labels = head_facts("softmax", 0.0, 9.0, loss_kind="sparse_categorical_crossentropy", task="classification")
+    with pytest.raises(Skip):  # no loss probe: the sign rule cannot run either
+        OutputRangeMismatch().check(labels)
+    # A cosine sees directions only: 0..100 targets are no range fault (their signs are all >= 0).
+    non_negative = F.loss_probe(output_range=(0.0, 1.0), reachable=0.0, negative_fraction=0.0)
+    cosine = head_facts("sigmoid", 0.0, 100.0, loss_kind=None, task="cosine", loss_probe=non_negative)
+    assert OutputRangeMismatch().check(cosine) == []
+    assert OutputRangeMismatch().check(head_facts("linear", 0.0, 100.0, loss_probe=non_negative)) == []
+
+
+def test_output_range_rule_that_passed_is_not_reported_as_skipped():
+    # tanh head, targets in [-0.5, 0.5], no loss probe: the range was checked and is fine.
+    assert OutputRangeMismatch().check(head_facts("tanh", -0.5, 0.5)) == []
+
+
+# --- single-unit-softmax -------------------------------------------------------------------------
+
+def softmax_facts(units: int | None, output_min: float = 1.0, output_max: float = 1.0, activation="softmax"):
+    return F.facts(layers=F.mlp_layers(["relu", activation]), output_units=units,
+                   predictions=F.predictions(output_min=output_min, output_max=output_max, dim=units or 1))
+
+
+def test_single_unit_softmax_both_sides():
+    found = SingleUnitSoftmax().check(softmax_facts(1))
+    assert ids(found) == ["single-unit-softmax"] and found[0].severity is Severity.ERROR
+    assert "1 unit" in found[0].message and "1 .. 1" in found[0].message
+    assert "sigmoid" in found[0].fix
+    assert SingleUnitSoftmax().check(softmax_facts(2, output_min=0.1, output_max=0.9)) == []
+
+
+def test_single_unit_softmax_without_the_name_is_seen_by_its_pinned_output():
+    # A softmax in a Lambda: the config names no activation, the outputs sit at exactly 1.0.
+    assert ids(SingleUnitSoftmax().check(softmax_facts(1, activation=None))) == ["single-unit-softmax"]
+    moving = softmax_facts(1, output_min=1.0 - 2e-6, output_max=1.0, activation=None)  # spread 2e-6 > 1e-6
+    assert SingleUnitSoftmax().check(moving) == []
+    # A sigmoid saturated at 1.0 is saturated-activation's business, not this.
+    assert SingleUnitSoftmax().check(softmax_facts(1, activation="sigmoid")) == []
+
+
+def test_single_unit_softmax_skips_without_the_output_width():
+    facts = F.facts(layers=F.mlp_layers(["relu", "softmax"]))
+    facts.predictions = None
+    with pytest.raises(Skip, match="last axis"):
+        SingleUnitSoftmax().check(facts)
+
+
+def test_single_unit_softmax_ranks_first_and_explains_the_saturated_output():
+    symptom = Finding("saturated-activation", Severity.WARNING, 0.95, "m", "f")
+    ranked = rank([symptom, *SingleUnitSoftmax().check(softmax_facts(1))])
+    assert ids(ranked) == ["single-unit-softmax", "saturated-activation"]
+    assert ranked[0].explains == ["saturated-activation"]
+
+
+# --- loss-output-mismatch --------------------------------------------------------------------------
+
+def mismatch(kind, activation="softmax", *, units=10, from_logits=None, label_format=None, classes=None,
+             task_kind="classification", out=(0.0, 1.0), y_low=0.0, y_high=1.0, integer=True, y_features=10,
+             **kw):
+    from stalldoc.facts import TaskFacts
+
+    task = TaskFacts(kind=task_kind, label_format=label_format, classes=classes) if task_kind else None
+    y = F.array("y", features=y_features, low=y_low, high=y_high, integer_valued=integer)
+    return F.facts(layers=F.mlp_layers(["relu", activation]), output_units=units, loss_kind=kind,
+                   from_logits=from_logits, targets=y, task=task,
+                   predictions=F.predictions(output_min=out[0], output_max=out[1], dim=units), **kw)
+
+
+def cases(found):
+    return [f.evidence["case"] for f in found]
+
+
+def test_loss_output_mismatch_skips_a_custom_loss():
+    with pytest.raises(Skip, match="not a Keras built-in"):
+        LossOutputMismatch().check(mismatch(None))
+
+
+def test_matching_pairs_are_silent():
+    assert LossOutputMismatch().check(mismatch("categorical_crossentropy", label_format="one-hot", classes=10,
+                                               from_logits=False)) == []
+    assert LossOutputMismatch().check(mismatch("sparse_categorical_crossentropy", "linear", from_logits=True,
+                                               label_format="sparse", classes=10, out=(-3.0, 3.0),
+                                               y_features=1, y_high=9.0)) == []
+    assert LossOutputMismatch().check(mismatch("binary_crossentropy", "sigmoid", units=1, from_logits=False,
+                                               label_format="binary", classes=2, y_features=1)) == []
+    assert LossOutputMismatch().check(mismatch("mean_squared_error", "linear", units=1, task_kind="regression",
+                                               out=(-2.0, 2.0), y_low=-3.0, y_high=3.0, integer=False,
+                                               y_features=1)) == []
+
+
+def test_from_logits_on_a_softmax_output():
+    found = LossOutputMismatch().check(mismatch("categorical_crossentropy", from_logits=True,
+                                                label_format="one-hot", classes=10))
+    assert cases(found) == ["from-logits-on-probabilities"] and found[0].severity is Severity.ERROR
+    assert found[0].evidence["probability_cap"] == pytest.approx(math.e / (math.e + 9))
+    assert "1.46" in found[0].message  # ln(e + 9) - 1, the loss's new floor
+    assert "activation=None" in found[0].fix
+
+
+def test_from_logits_on_a_sigmoid_output():
+    found = LossOutputMismatch().check(mismatch("binary_crossentropy", "sigmoid", units=1, from_logits=True,
+                                                label_format="binary", classes=2, y_features=1))
+    assert cases(found) == ["from-logits-on-probabilities"] and "0.5, 0.731" in found[0].message
+
+
+@pytest.mark.parametrize("top,expected", [(1.0009, []), (1.0011, ["probabilities-expected"])])
+def test_probabilities_expected_from_a_linear_output_both_sides(top, expected):
+    # from_logits=False on a linear output: fine while it happens to stay in [0, 1] (within 1e-3).
+    found = LossOutputMismatch().check(mismatch("categorical_crossentropy", "linear", from_logits=False,
+                                                label_format="one-hot", classes=10, out=(0.0, top)))
+    assert cases(found) == expected
+    if found:
+        assert "from_logits=True" in found[0].fix and "softmax" in found[0].fix
+
+
+def test_binary_cross_entropy_on_one_hot_softmax_classes():
+    facts = mismatch("binary_crossentropy", label_format="one-hot", classes=10, from_logits=False,
+                     loss_initial=0.33, loss_final=0.33)
+    found = LossOutputMismatch().check(facts)
+    assert cases(found) == ["binary-on-one-hot"] and found[0].severity is Severity.ERROR
+    assert "90%" in found[0].message and "categorical_crossentropy" in found[0].fix
+    # Two classes one-hot with a softmax is a legitimate (if odd) binary setup.
+    assert LossOutputMismatch().check(mismatch("binary_crossentropy", units=2, label_format="one-hot", classes=2,
+                                               from_logits=False, y_features=2)) == []
+    # While the loss falls it is a note.
+    moving = LossOutputMismatch().check(mismatch("binary_crossentropy", label_format="one-hot", classes=10,
+                                                 from_logits=False, loss_initial=0.33, loss_final=0.1))
+    assert moving[0].severity is Severity.INFO and "still moves" in moving[0].message
+
+
+@pytest.mark.parametrize("top,expected", [(1.0, []), (1.0009, []), (1.0011, ["binary-targets-outside"]),
+                                          (100.0, ["binary-targets-outside"])])
+def test_binary_cross_entropy_on_targets_outside_0_1_both_sides(top, expected):
+    facts = mismatch("binary_crossentropy", "sigmoid", units=1, from_logits=False, task_kind="regression",
+                     y_features=1, y_high=top, integer=False)
+    assert cases(LossOutputMismatch().check(facts)) == expected
+
+
+def test_categorical_cross_entropy_on_one_unit():
+    found = LossOutputMismatch().check(mismatch("categorical_crossentropy", "sigmoid", units=1, from_logits=False,
+                                                y_features=1, label_format="binary", classes=2))
+    assert cases(found) == ["one-unit"] and "0 for every prediction" in found[0].message
+    sparse = LossOutputMismatch().check(mismatch("sparse_categorical_crossentropy", "sigmoid", units=1,
+                                                 from_logits=False, y_features=1, y_high=4.0))
+    assert cases(sparse) == ["one-unit"] and "up to 4" in sparse[0].message
+    assert LossOutputMismatch().check(mismatch("categorical_crossentropy", units=2, from_logits=False,
+                                               y_features=2, label_format="one-hot", classes=2)) == []
+
+
+def test_sparse_loss_on_one_hot_rows_and_categorical_loss_on_class_ids():
+    rows = LossOutputMismatch().check(mismatch("sparse_categorical_crossentropy", from_logits=False,
+                                               label_format="one-hot", classes=10))
+    assert cases(rows) == ["sparse-loss-on-rows"] and "one-hot rows of length 10" in rows[0].message
+    assert "categorical_crossentropy" in rows[0].fix
+    ids_ = LossOutputMismatch().check(mismatch("categorical_crossentropy", from_logits=False, label_format="sparse",
+                                               classes=10, y_features=1, y_high=9.0))
+    assert cases(ids_) == ["categorical-loss-on-ids"] and "class ids" in ids_[0].message
+    assert "to_categorical(y, 10)" in ids_[0].fix
+
+
+@pytest.mark.parametrize("kind,slope", [("mean_absolute_error", "sign(p - y)"), ("mean_squared_error", "(p - y)")])
+def test_value_loss_on_a_sigmoid_classifier_head(kind, slope):
+    facts = mismatch(kind, "sigmoid", units=1, task_kind="regression", y_features=1, loss_initial=0.5,
+                     loss_final=0.5)
+    found = LossOutputMismatch().check(facts)
+    assert cases(found) == ["value-loss-on-probabilities"] and found[0].severity is Severity.ERROR
+    assert slope in found[0].message and "binary_crossentropy" in found[0].fix
+    # Real-valued targets in [0, 1] (not labels) under MSE with a sigmoid are a regression.
+    soft = mismatch(kind, "sigmoid", units=1, task_kind="regression", y_features=1, integer=False)
+    assert LossOutputMismatch().check(soft) == []
+
+
+def test_each_case_is_its_own_finding():
+    # from_logits=True on a softmax, and one-hot rows under a sparse loss: two findings.
+    found = LossOutputMismatch().check(mismatch("sparse_categorical_crossentropy", from_logits=True,
+                                                label_format="one-hot", classes=10))
+    assert cases(found) == ["from-logits-on-probabilities", "sparse-loss-on-rows"]
+
+
+def test_unnormalized_cosine_distance_skips_a_built_in_that_is_not_a_cosine():
+    # Categorical cross-entropy on a softmax can look affine in cos at fixed norm; it is no cosine.
+    curve = 1.0 - 8.0 * F.COSINES
+    lp = F.loss_probe(curve, pred_scale=1.0 - 4.0 * F.SCALES, aligned_scale=1.0 - 8.0 * F.SCALES)
+    with pytest.raises(Skip, match="categorical_crossentropy, not a cosine"):
+        UnnormalizedCosineDistance().check(F.with_probe(lp, loss_kind="categorical_crossentropy"))
+    assert ids(UnnormalizedCosineDistance().check(F.with_probe(lp, loss_kind="cosine_similarity"))) == [
+        "unnormalized-cosine-distance"]
