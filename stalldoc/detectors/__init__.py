@@ -11,7 +11,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from stalldoc.detectors import activations, data, gradients, objective, optimization
+from stalldoc.detectors import activations, data, gradients, objective, optimization, outcome
 from stalldoc.detectors.base import Detector, Skip, Threshold
 from stalldoc.facts import Facts
 from stalldoc.findings import DetectorError, Finding, Skipped
@@ -22,6 +22,7 @@ REGISTRY: tuple[type[Detector], ...] = (
     *optimization.DETECTORS,
     *activations.DETECTORS,
     *gradients.DETECTORS,
+    *outcome.DETECTORS,
 )
 
 # The causal chain, upstream first. A fault upstream (the data, the objective, the optimizer)
@@ -60,6 +61,10 @@ CAUSAL_ORDER: tuple[tuple[str, ...], ...] = (
     ("exploding-gradient",),
     ("vanishing-gradient",),
     ("disconnected-gradient",),
+    # the outcome: what the loss did, explained by any cause above
+    ("batchnorm-lag", "slow-progress"),
+    ("chance-level",),
+    ("unexplained-stall",),
 )
 _POSITION = {detector_id: i for i, peers in enumerate(CAUSAL_ORDER) for detector_id in peers}
 
@@ -93,8 +98,8 @@ def run_detectors(
     errors: list[DetectorError] = []
     passed: list[str] = []
     for cls in REGISTRY:
-        if select and cls.id not in select:
-            continue
+        if cls.after_verdict or (select and cls.id not in select):
+            continue  # after_verdict detectors are run by the verdict stage (stalldoc.verdict)
         if ignore and cls.id in ignore:
             skipped.append(Skipped(cls.id, "ignored by configuration"))
             continue

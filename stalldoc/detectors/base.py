@@ -19,7 +19,7 @@ from stalldoc.findings import Finding, Severity
 from stalldoc.numbers import fmt  # noqa: F401 - re-exported: detectors format their messages with it
 
 # The areas detectors are filed by, upstream first; each is a module of stalldoc.detectors.
-AREAS = ("data", "objective", "optimization", "activations", "gradients")
+AREAS = ("data", "objective", "optimization", "activations", "gradients", "outcome")
 
 
 class Skip(Exception):
@@ -56,6 +56,11 @@ class Detector:
     # An error-level finding of this detector makes the loss's own progress meaningless (an
     # inverted sign, a degenerate axis, a broadcast): the verdict is "stalled" even if it fell.
     invalidates_loss: ClassVar[bool] = False
+    # The finding describes the network's state (saturated or dead units), which a trained
+    # model may well show: once the model has converged far below its baseline it is info.
+    describes_state: ClassVar[bool] = False
+    # Runs after the verdict, with the other findings (``conclude``), instead of ``check``.
+    after_verdict: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         known = {t.name: t for t in self.thresholds}

@@ -127,7 +127,7 @@ class LearningRateTooHigh(Detector):
                 confidence=0.8, severity=Severity.ERROR,
                 evidence={"first_non_finite_step": step, "threshold": None})]
         stats = kernel_update_ratios(facts)
-        progress = facts.progress
+        progress = facts.raw_progress  # the loss itself rising, whatever the baseline
         lr = facts.model.learning_rate
         lr_text = f"learning rate {fmt(lr) if lr is not None else 'unknown'}, {facts.model.optimizer}"
         if math.isfinite(progress) and progress < -self.t["max_rise"] and stats:
@@ -157,10 +157,14 @@ class LearningRateTooHigh(Detector):
 class Converged(Detector):
     """
     What it detects:
-        A loss that is flat because it is already at its floor: it moved less than 1% of
+        A loss that is flat because it is already at its minimum: it moved less than 1% of
         the way to its floor during the probe, and at the start and at the end of the probe
-        it is within ``max_gap`` of its range from the loss at a perfect
-        prediction, loss(y, y). For 1 - cos (range 2) that is a mean cosine above 0.98.
+        it is either within ``max_gap`` of its range from the loss at a perfect prediction,
+        loss(y, y) (for 1 - cos, range 2, a mean cosine above 0.98), or far below the loss
+        of the best constant prediction: within ``max_baseline_share`` of the way from the
+        floor to that baseline (a trained classifier at loss 0.05 against ln 10 = 2.3).
+        Whatever its activations look like then (a confident softmax is saturated), the
+        model is trained, not stalled.
 
     Why it stalls training:
         It does not: there is nothing left to learn on these data. This is informational
@@ -174,13 +178,17 @@ class Converged(Detector):
         max_gap: (loss - floor) / range, at the start and at the end of the probe. The
             floor needs a loss minimized at alignment (see inverted-loss); without a loss
             probe the range is taken as max(|initial|, |floor|).
+        max_baseline_share: (loss - floor) / (baseline - floor), at the start and at the
+            end: a model that removed at least 75% of what a constant prediction leaves
+            (R^2 >= 0.75 for MSE) learned its task.
     """
 
     id = "converged"
     area = "optimization"
     summary = "the loss is flat because it is at its minimum"
     severity = Severity.INFO
-    thresholds = (Threshold("max_gap", 0.01, "(loss - floor) / range"),)
+    thresholds = (Threshold("max_gap", 0.01, "(loss - floor) / range"),
+                  Threshold("max_baseline_share", 0.25, "(loss - floor) / (baseline - floor)"))
 
     def check(self, facts: Facts) -> list[Finding]:
         loss = facts.loss
@@ -201,13 +209,34 @@ class Converged(Detector):
         gaps = [(loss.initial - floor) / span, (loss.final - floor) / span]
         worst = max(gaps)
         if worst > self.t["max_gap"] or min(gaps) < -self.t["max_gap"]:
-            return []
+            return self._far_below_baseline(facts)
         return [self.finding(
             f"the loss stays at its floor: {fmt(loss.initial)} -> {fmt(loss.final)}, floor {fmt(floor)} "
             f"(gap {fmt(worst)} of its range <= {fmt(self.t['max_gap'])})",
             confidence=0.9,
             evidence={"initial": loss.initial, "final": loss.final, "floor": floor, "gap": worst,
                       "threshold": self.t["max_gap"]},
+        )]
+
+    def _far_below_baseline(self, facts: Facts) -> list[Finding]:
+        loss = facts.loss
+        floor, baseline = loss.floor, loss.baseline
+        if baseline is None or not math.isfinite(baseline) or baseline - floor <= 1e-12:
+            return []
+        shares = [(value - floor) / (baseline - floor) for value in loss.verdict_values]
+        worst = max(shares)
+        if worst > self.t["max_baseline_share"]:
+            return []
+        accuracy = ""
+        if facts.task is not None and facts.task.accuracy_final is not None:
+            accuracy = f", accuracy {fmt(facts.task.accuracy_final * 100)}%"
+        return [self.finding(
+            f"the loss is flat far below the constant-predictor level: {fmt(loss.initial)} -> {fmt(loss.final)} "
+            f"against {fmt(baseline)} for a prediction that ignores x ({fmt(worst * 100)}% of it left "
+            f"<= {fmt(self.t['max_baseline_share'] * 100)}%){accuracy}",
+            confidence=0.85,
+            evidence={"initial": loss.initial, "final": loss.final, "floor": floor, "baseline": baseline,
+                      "baseline_share": worst, "threshold": self.t["max_baseline_share"]},
         )]
 
 
