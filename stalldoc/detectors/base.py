@@ -138,6 +138,7 @@ def used_as_indices(arr: ArrayFacts, facts: Facts) -> bool:
     another index layer) — ids stored as float32, as CSV and pandas data usually are."""
     if arr.consumed_as_indices:
         return True
-    has_index_layer = any(lf.class_name in INDEX_LAYERS for lf in facts.layers)
-    non_negative = arr.features > 0 and float(np.nanmin(arr.feature_min)) >= 0
-    return arr.integer_valued and has_index_layer and non_negative
+    if not arr.integer_valued or not any(lf.class_name in INDEX_LAYERS for lf in facts.layers):
+        return False
+    lows = arr.feature_min[np.isfinite(arr.feature_min)]
+    return bool(lows.size) and float(lows.min()) >= 0
