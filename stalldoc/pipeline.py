@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError, one_line
 from stalldoc.facts import Facts
@@ -57,7 +59,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     _check_shapes(model, dataset)
     try:
         loss = resolve_loss(options.loss, model, notes, declared=declared_loss,
-                            targets=dataset.targets[:TARGET_SAMPLE_ROWS])
+                            targets=lambda: np.asarray(dataset.targets[:TARGET_SAMPLE_ROWS]))
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild

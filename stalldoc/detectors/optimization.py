@@ -158,7 +158,9 @@ class Converged(Detector):
     """
     What it detects:
         A loss that is flat because it is already at its minimum: it moved less than 1% of
-        the way to its floor during the probe, and at the start and at the end of the probe
+        the way to its floor during the probe (or, far below its baseline, did not fall by
+        5%: a fresh optimizer's first steps shake a trained model), and at the start and at
+        the end of the probe
         it is either within ``max_gap`` of its range from the loss at a perfect prediction,
         loss(y, y) (for 1 - cos, range 2, a mean cosine above 0.98), or far below the loss
         of the best constant prediction: within ``max_baseline_share`` of the way from the
@@ -204,8 +206,10 @@ class Converged(Detector):
             span = lp.range
         else:
             span = max(abs(loss.initial), abs(floor), 1e-12)
+        if facts.loss_moving:
+            return []  # a loss still falling is not at its minimum, however close it is
         if not facts.loss_flat:
-            return []  # a loss still moving is not at its floor, however close it is
+            return self._far_below_baseline(facts)  # a trained model wobbling under a fresh optimizer
         gaps = [(loss.initial - floor) / span, (loss.final - floor) / span]
         worst = max(gaps)
         if worst > self.t["max_gap"] or min(gaps) < -self.t["max_gap"]:

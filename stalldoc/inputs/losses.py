@@ -170,8 +170,8 @@ def resolve_loss(spec: str, model, notes: list[str] | None = None,
     """The loss the probe trains with, and one line saying why it was chosen.
 
     Every function is called as Keras' compile would call it (see ``as_compiled``).
-    ``targets`` (a sample of the target rows) lets ``auto`` choose a loss that fits them
-    when the model was saved without one.
+    ``targets`` (a callable returning a sample of the target rows, read only when needed)
+    lets ``auto`` choose a loss that fits them when the model was saved without one.
     """
     import keras
 
@@ -201,7 +201,7 @@ def resolve_loss(spec: str, model, notes: list[str] | None = None,
                 substitute_for=declared)
         unbuilt = any("could not be rebuilt" in n for n in notes or [])
         if not unbuilt and targets is not None:
-            return default_for_targets(model, targets)
+            return default_for_targets(model, targets())
         why = ("the model's compiled loss could not be rebuilt (a custom function? pass it with "
                "--loss FILE.py:FUNCTION)" if unbuilt else "the model is not compiled with a loss")
         return ResolvedLoss(as_compiled(cosine_distance), "cosine", "default",

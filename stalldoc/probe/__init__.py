@@ -71,7 +71,10 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
         bad = [f"{a.name} holds {a.non_finite} NaN/Inf values" for a in [*input_facts, target_facts] if a.non_finite]
+        label_hint = _label_format_hint(loss, target_facts, model)
         hint = f"; note: {', '.join(bad)}" if bad else ""
+        if label_hint:
+            raise InputError(f"{model_path or 'model'}: the loss cannot take these targets: {label_hint}") from exc
         raise InputError(f"{model_path or 'model'}: a training step failed on {dataset.path} "
                          f"({type(exc).__name__}: {one_line(exc)}){hint}") from exc
     _measure_loss_function(loss, dataset, facts, seed=seed)
@@ -160,7 +163,7 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
                        baseline=baseline, baseline_kind="the best constant prediction" if baseline is not None
                        else None, training_initial=training_initial, training_final=training_final),
         layers=assemble.layer_facts(step, records),
-        variables=assemble.variable_facts(step, records, initial_values),
+        variables=assemble.variable_facts(step, records, initial_values, [v.numpy() for v in step.tvars]),
         steps=len(records), batch_size=batch, seed=seed,
         planned_steps=horizon.steps if horizon.max_steps > horizon.steps else None,
         predictions=assemble.prediction_facts(model, records, dataset.targets.shape[1:]),
@@ -169,6 +172,22 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         data_path=dataset.path, samples=dataset.samples, notes=[loss.reason] + notes,
     )
     return facts, (eval_y, initial_pred, final_pred)
+
+
+def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | None:
+    """Sparse labels under a one-hot loss or the reverse, in words (Keras says "same rank")."""
+    kind, _ = loss_identity(loss.fn)
+    per_sample = int(np.prod(targets.shape[1:])) if len(targets.shape) > 1 else 1
+    shape = tuple(model.outputs[0].shape[1:]) if getattr(model, "outputs", None) else ()
+    units = shape[-1] if shape else None
+    if kind == "sparse_categorical_crossentropy" and per_sample > 1:
+        return (f"sparse_categorical_crossentropy expects one class id per sample, but the targets have shape "
+                f"{tuple(targets.shape)} (one-hot rows?): compile with categorical_crossentropy, or pass "
+                "y.argmax(axis=-1)")
+    if kind == "categorical_crossentropy" and per_sample == 1 and units and units > 1:
+        return (f"categorical_crossentropy expects one-hot rows of {units}, but the targets hold one value per "
+                "sample (class ids?): compile with sparse_categorical_crossentropy, or one-hot encode y")
+    return None
 
 
 def _held_out(indices: np.ndarray, batch: int, samples: int) -> np.ndarray:

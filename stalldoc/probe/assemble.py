@@ -13,7 +13,8 @@ def series(records: list[dict], key: str) -> np.ndarray:
     return np.stack([r[key] for r in records]) if records else np.zeros((0, 0))
 
 
-def variable_facts(step, records: list[dict], initial_values: list[np.ndarray]) -> list[VariableFacts]:
+def variable_facts(step, records: list[dict], initial_values: list[np.ndarray],
+                   final_values: list[np.ndarray]) -> list[VariableFacts]:
     model = step.model
     var_layer = {}
     for index, layer in enumerate(model.layers):
@@ -33,7 +34,7 @@ def variable_facts(step, records: list[dict], initial_values: list[np.ndarray]) 
             grad_norm=grad_norm[:, i], grad_mean_abs=grad_abs[:, i], weight_norm=wn,
             update_ratio=update_norm[:, i] / np.maximum(wn, 1e-12),
             initial_unit_spread=unit_spread(value), initial_rms=float(np.sqrt(np.mean(np.square(value))))
-            if value.size else None,
+            if value.size else None, final_unit_spread=unit_spread(final_values[i]),
         ))
     return out
 

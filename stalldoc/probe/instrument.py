@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stalldoc.facts import RELU_FAMILY, SATURATING
+from stalldoc.facts import activation_family as family_of  # noqa: F401 - the probe's name for it
 
-SATURATING_ACTIVATIONS = {"sigmoid", "tanh", "softmax", "hard_sigmoid", "hard_tanh"}
-RELU_ACTIVATIONS = {"relu", "relu6"}
 # An output is saturated when the activation's local derivative there is below this share
 # of its peak (documented in the saturated-activation detector).
 SATURATION_GAIN = 0.05
@@ -32,14 +30,6 @@ def activation_name(layer) -> str | None:
     if isinstance(name, dict):
         name = name.get("config", name.get("class_name"))
     return name if isinstance(name, str) else None
-
-
-def family_of(name: str | None) -> str | None:
-    if name in SATURATING_ACTIVATIONS:
-        return SATURATING
-    if name in RELU_ACTIVATIONS:
-        return RELU_FAMILY
-    return None
 
 
 def local_gain(t, act: str | None):
