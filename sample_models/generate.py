@@ -5,8 +5,19 @@
 
 Each scenario is trained with its own compiled optimizer for a few epochs with model.fit
 (on a copy, after saving) and the loss before/after is printed and written to
-``sample_models/training.json``: the broken ones must not move, the healthy one must.
-The saved files are the untrained models, as a user would hand them to stalldoc.
+``sample_models/training.json``. The saved files are the untrained models, as a user would
+hand them to stalldoc.
+
+Every sample keeps a promise, and the script checks it (``check_promise``): a broken sample
+stays flat (it covers less than ``FLAT_PROGRESS`` of the way from its loss to the loss's floor,
+loss(y, y), in its epochs), the healthy sample and every fix train (at least
+``TRAIN_PROGRESS`` of the way in the same epochs), the inverted loss falls while the mean
+cosine drops, the converged model starts and stays at its floor. A broken promise is one
+line on stderr and exit status 1 (training.json is still written, for inspection).
+
+Reproducible: every scenario is seeded by its name and TensorFlow runs with deterministic ops,
+so two runs write the same training.json and the same files, byte for byte (the .keras
+archive's save date, timestamps and shared-object ids are pinned: see ``save_model``).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +38,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLES = 2048
 FEATURES = 16
 EMBED = 8
+# The promises (see the module docstring): shares of the way from the loss before training
+# to its floor. Flat: a broken sample covers less than 5% of it in its epochs (about 320
+# steps; stalldoc itself calls 5% in 20 steps "moving"). Trains: the healthy sample and each
+# fix cover at least a quarter of it in the same epochs.
+FLAT_PROGRESS = 0.05
+TRAIN_PROGRESS = 0.25
+# For the cosine traps, what a cosine loss is for: the fix's mean cosine to the targets, and
+# how far it gets beyond the broken sample's (tests/e2e/test_e2e_cosine.py reads the same).
+FIX_COSINE = 0.6
+FIX_COSINE_GAIN = 0.5
+# The save date written into every .keras archive, so that regenerating gives the same bytes.
+SAVE_DATE = "2025-01-01@00:00:00"
 
 
 @dataclass
@@ -39,6 +63,9 @@ class Scenario:
     # The fix, trained the same way to show that it trains: (model, x, y) -> (model, x, y).
     fixed: Callable[[keras.Model, np.ndarray, np.ndarray], tuple[keras.Model, np.ndarray, np.ndarray]] | None = None
     check_args: tuple[str, ...] = ()  # extra `stalldoc check` arguments this sample needs (e.g. --loss)
+    # What training it shows (check_promise): "flat" (broken), "trains" (healthy), "inverted"
+    # (its own loss falls while the mean cosine drops), "converged" (at its floor already).
+    promise: str = "flat"
 
 
 def cosine_distance(y_true, y_pred):
@@ -206,10 +233,13 @@ def softmax_output(rng):
 
 
 def large_output_norm(rng):
-    """An output layer whose bias starts at 100 in every component: |prediction| ~ 280."""
+    """An output layer whose bias starts at 100 in every component: |prediction| ~ 280. The
+    cosine's gradient shrinks as 1 / |prediction|, so plain SGD barely moves. (Under Adam, which
+    rescales every gradient to the learning rate, the same model drifts: 7.5% of the way to the
+    floor in 10 epochs; that is Adam outrunning the cause, not the cause going away.)"""
     x = standard_x(rng)
     y = embedding_task(rng, x)
-    return _embedding_mlp("large_output_norm", None, bias=100.0), x, y
+    return _embedding_mlp("large_output_norm", None, bias=100.0, optimizer=keras.optimizers.SGD(1e-2)), x, y
 
 
 def fix_output_bias(model, x, y):
@@ -217,7 +247,11 @@ def fix_output_bias(model, x, y):
 
 
 def scalar_cosine(rng):
-    """Cosine similarity on a scalar target: the cosine over a length-1 axis is sign(y * p)."""
+    """Cosine similarity on a scalar target: the cosine over a length-1 axis is sign(y * p), a
+    step function whose gradient is zero but for float32 rounding (|dL/dp| <= 1.2e-7). Plain SGD
+    leaves it where it is. (Adam rescales that rounding noise, whose sign leans the right way
+    57% of the time, to full-size steps: the loss then drifts 6-11% of the way to its floor in
+    10 epochs, from rounding errors rather than from a gradient.)"""
     x = standard_x(rng)
     y = embedding_task(rng, x)[:, :1].copy()
     model = keras.Sequential([
@@ -225,7 +259,7 @@ def scalar_cosine(rng):
         keras.layers.Dense(64, activation="relu"),
         keras.layers.Dense(1),
     ], name="scalar_cosine")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="cosine_similarity")
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), loss="cosine_similarity")
     return model, x, y
 
 
@@ -251,7 +285,10 @@ def converged(rng):
 
 
 def output_shape_mismatch(rng):
-    """One output unit for 8-dim targets: the prediction is broadcast over the 8 components."""
+    """One output unit for 8-dim targets: the prediction is broadcast over the 8 components.
+    Normalized over its length-1 axis, the prediction is its sign: as for scalar_cosine, the
+    loss is a step function with no gradient but float32 rounding, so plain SGD stays put
+    (Adam drifts on the rounding noise: 5-18% of the way to the floor in 10 epochs)."""
     x = standard_x(rng)
     y = embedding_task(rng, x)
     model = keras.Sequential([
@@ -259,8 +296,8 @@ def output_shape_mismatch(rng):
         keras.layers.Dense(64, activation="relu"),
         keras.layers.Dense(1),
     ], name="output_shape_mismatch")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="cosine_similarity")
-    return to_plateau(model, x, y), x, y
+    model.compile(optimizer=keras.optimizers.SGD(1e-2), loss="cosine_similarity")
+    return model, x, y
 
 
 def fix_output_units(model, x, y):
@@ -268,25 +305,26 @@ def fix_output_units(model, x, y):
 
 
 SCENARIOS = [
-    Scenario("healthy", "a ReLU MLP on standardized inputs: trains", "", healthy),
+    Scenario("healthy", "a ReLU MLP on standardized inputs: trains", "", healthy, promise="trains"),
     Scenario("vanishing_sigmoid", "10 sigmoid layers deep, SGD", "vanishing-gradient", vanishing_sigmoid),
     Scenario("saturated_sigmoid", "sigmoid layer fed inputs around 10", "unnormalized-input", saturated_sigmoid),
     Scenario("unnormalized_input", "features scaled 1..1e4 into tanh", "unnormalized-input", unnormalized_input),
     Scenario("dead_relu", "ReLU layer with bias -20: every unit dead", "dead-relu", dead_relu),
     Scenario("seed_inverted_loss", "seed example 1 with its own loss 1 - keras cosine_similarity (= 1 + cos)",
              "inverted-loss", seed_inverted_loss, epochs=60, fixed=fix_seed_inverted_loss,
-             check_args=("--loss", "sample_models/seed_losses.py:cosine_difference_loss")),
+             check_args=("--loss", "sample_models/seed_losses.py:cosine_difference_loss"), promise="inverted"),
     Scenario("relu_output", "ReLU output layer, mostly negative targets (saved at its plateau)",
              "output-range-mismatch", relu_output, fixed=fix_linear_output),
     Scenario("softmax_output", "softmax output layer, mostly negative targets (saved at its plateau)",
              "output-range-mismatch", softmax_output, fixed=fix_linear_output),
-    Scenario("large_output_norm", "output bias 100: predictions of norm ~280 under a cosine",
+    Scenario("large_output_norm", "output bias 100: predictions of norm ~280 under a cosine, SGD",
              "large-output-norm", large_output_norm, fixed=fix_output_bias),
-    Scenario("scalar_cosine", "cosine similarity on a (N, 1) target", "degenerate-cosine-axis", scalar_cosine,
+    Scenario("scalar_cosine", "cosine similarity on a (N, 1) target, SGD", "degenerate-cosine-axis", scalar_cosine,
              fixed=fix_scalar_mse),
-    Scenario("output_shape_mismatch", "Dense(1) output for (N, 8) targets (saved at its plateau)", "shape-mismatch",
+    Scenario("output_shape_mismatch", "Dense(1) output for (N, 8) targets under a cosine, SGD", "shape-mismatch",
              output_shape_mismatch, fixed=fix_output_units),
-    Scenario("converged", "linear task, trained to cosine > 0.99 before saving", "converged", converged),
+    Scenario("converged", "linear task, trained to cosine > 0.99 before saving", "converged", converged,
+             promise="converged"),
 ]
 
 
@@ -335,14 +373,93 @@ def mean_cosine(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(num / np.maximum(den, 1e-12)))
 
 
+def check_promise(scenario: Scenario, result: dict) -> list[str]:
+    """What the sample promises that its training did not show, one line each (empty: kept)."""
+    failed = []
+    progress = result["progress_to_floor"]
+    shown = _percent(progress)
+    if scenario.promise == "flat":
+        if progress is None or not abs(progress) < FLAT_PROGRESS:
+            failed.append(f"a broken sample must stay flat, but its loss covered {shown} of the way to its floor "
+                          f"in {scenario.epochs} epochs (flat: under {FLAT_PROGRESS:.0%} either way)")
+    elif scenario.promise == "trains":
+        if progress is None or not progress >= TRAIN_PROGRESS:
+            failed.append(f"it must train, but its loss covered only {shown} of the way to its floor "
+                          f"in {scenario.epochs} epochs (trains: at least {TRAIN_PROGRESS:.0%})")
+    elif scenario.promise == "inverted":
+        if not result["loss_after"] < result["loss_before"]:
+            failed.append(f"its inverted loss must fall, but went {result['loss_before']} -> {result['loss_after']}")
+        if not result["cosine_after"] < result["cosine_before"]:
+            failed.append(f"its mean cosine must drop while the loss falls, but went "
+                          f"{result['cosine_before']} -> {result['cosine_after']}")
+    elif scenario.promise == "converged":
+        start, end, floor = result["loss_before"], result["loss_after"], result["loss_floor"]
+        if not (abs(start - floor) < 1e-3 and abs(end - start) < 1e-3):
+            failed.append(f"it must start and stay at its floor {floor}, but went {start} -> {end}")
+    else:
+        failed.append(f"unknown promise {scenario.promise!r}")
+    fixed = result.get("fixed")
+    if fixed is not None:
+        if not fixed["progress_to_floor"] >= TRAIN_PROGRESS:
+            failed.append(f"its fix must train, but covered only {_percent(fixed['progress_to_floor'])} of the way "
+                          f"to its floor (at least {TRAIN_PROGRESS:.0%})")
+        gain = fixed["cosine_after"] - result["cosine_after"]
+        if not (fixed["cosine_after"] > FIX_COSINE and gain > FIX_COSINE_GAIN):
+            failed.append(f"its fix must reach a mean cosine above {FIX_COSINE} and {FIX_COSINE_GAIN} beyond the "
+                          f"sample's, but reached {fixed['cosine_after']} against {result['cosine_after']}")
+    return failed
+
+
+def _renumber_shared_objects(node, ids: dict[int, int]):
+    """Keras names a shared object by its Python id() (a memory address): number them 1, 2, ...
+    in order of appearance instead. The loader only matches equal ids, so nothing else changes."""
+    if isinstance(node, dict):
+        return {key: (ids.setdefault(value, len(ids) + 1) if key == "shared_object_id" and isinstance(value, int)
+                      else _renumber_shared_objects(value, ids)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_renumber_shared_objects(value, ids) for value in node]
+    return node
+
+
+def save_model(model: keras.Model, path: str) -> None:
+    """model.save, then the archive rewritten so that the same model gives the same bytes: the
+    weights file is already deterministic; the save date, the members' timestamps and the
+    shared-object ids in the configuration (memory addresses) are pinned."""
+    model.save(path)
+    with zipfile.ZipFile(path) as zf:
+        members = [(info, zf.read(info.filename)) for info in zf.infolist()]
+    with zipfile.ZipFile(path, "w") as zf:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta["date_saved"] = SAVE_DATE
+                data = json.dumps(meta).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data), {})).encode()
+            pinned = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            pinned.compress_type, pinned.external_attr = info.compress_type, info.external_attr
+            zf.writestr(pinned, data)
+
+
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.1f}%"
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str]) -> int:
+    import tensorflow as tf
+
+    unknown = sorted(set(names) - {s.name for s in SCENARIOS})
+    if unknown:
+        print(f"generate.py: unknown scenario {', '.join(unknown)} (known: {', '.join(s.name for s in SCENARIOS)})",
+              file=sys.stderr)
+        return 2
+    # Seeds alone did not make runs repeat (two seeded runs without this left weights trained
+    # to a plateau 0.07 apart, and training.json figures differing by up to 13 points).
+    tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(0)
     results_path = os.path.join(HERE, "training.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else {}
+    broken: list[str] = []
     for scenario in SCENARIOS:
         if names and scenario.name not in names:
             continue
@@ -350,8 +467,9 @@ def main(names: list[str]) -> None:
         keras.backend.clear_session()  # layer names start from dense, dense_1, ... in every file
         keras.utils.set_random_seed(sum(map(ord, scenario.name)))
         model, x, y = scenario.build(rng)
-        model.save(os.path.join(HERE, f"{scenario.name}.keras"))
+        save_model(model, os.path.join(HERE, f"{scenario.name}.keras"))
         np.savez_compressed(os.path.join(HERE, f"{scenario.name}.npz"), x=x, y=y)
+        keras.utils.set_random_seed(sum(map(ord, scenario.name)))  # training starts from the same state
         result = demonstrate(scenario, model, x, y)
         result.update(description=scenario.description, expected_first_finding=scenario.expected or None)
         results[scenario.name] = result
@@ -364,10 +482,14 @@ def main(names: list[str]) -> None:
                   f"fixed: loss {fixed['loss_before']:+.4f} -> {fixed['loss_after']:+.4f} "
                   f"({fixed['progress_to_floor'] * 100:.1f}%), cosine {fixed['cosine_before']:+.3f} -> "
                   f"{fixed['cosine_after']:+.3f}")
+        broken += [f"{scenario.name}: {line}" for line in check_promise(scenario, result)]
     with open(results_path, "w") as fh:
         json.dump(dict(sorted(results.items())), fh, indent=2)
         fh.write("\n")
+    for line in broken:
+        print(f"generate.py: promise not kept: {line}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
