@@ -65,9 +65,9 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
         raise InputError(f"--loss {options.loss}: cannot be resolved ({one_line(exc)})") from exc
     _stage(on_stage, "probing")
-    facts = collect_facts(model, dataset, loss, horizon=Horizon(options.steps, options.horizon_max),
-                          batch_size=options.batch_size, seed=options.seed, model_path=model_path,
-                          notes=notes, on_step=on_step)
+    facts, _session = collect_facts(model, dataset, loss, horizon=Horizon(options.steps, options.horizon_max),
+                                    batch_size=options.batch_size, seed=options.seed, model_path=model_path,
+                                    notes=notes, on_step=on_step)
     return build_report(facts, options)
 
 

@@ -29,7 +29,7 @@ from stalldoc.probe.baseline import (
     loss_identity,
 )
 
-__all__ = ["Horizon", "collect_facts", "run_probe"]
+__all__ = ["Horizon", "ProbeSession", "collect_facts", "run_probe"]
 
 # A falling trend in the per-step training loss is significant below this t statistic.
 TREND_T = -3.0
@@ -50,10 +50,23 @@ class Horizon:
         return cls(steps=steps, max_steps=steps)
 
 
+@dataclass
+class ProbeSession:
+    """What a later stage needs to re-run the probe's steps from the same start: the traced
+    step, the state before the first step, the batches (``take(0)`` is the held-out
+    evaluation batch, ``take(i)`` step i's), and how the loss was judged."""
+
+    step: object  # stalldoc.probe.step.InstrumentedStep
+    initial_state: list
+    take: Callable[[int], tuple[list[np.ndarray], np.ndarray]]
+    steps: int
+    judge_in_training_mode: bool
+
+
 def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon, batch_size: int,
                   seed: int, model_path: str | None = None, notes: list[str] | None = None,
-                  on_step: Callable[[int], None] | None = None) -> Facts:
-    """Everything the detectors see, measured once."""
+                  on_step: Callable[[int], None] | None = None) -> tuple[Facts, ProbeSession]:
+    """Everything the detectors see, measured once; and the session to re-run the steps."""
     notes = list(notes or [])
     # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.
     prepare_probe_sample(dataset, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
@@ -64,7 +77,7 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
     try:
         # NaN/Inf data is reported by non-finite-data; numpy's cast warnings are only noise.
         with np.errstate(all="ignore"):
-            facts, evaluation = run_probe(model, dataset, loss, horizon=horizon, batch_size=batch_size,
+            facts, evaluation, session = run_probe(model, dataset, loss, horizon=horizon, batch_size=batch_size,
                                           seed=seed, input_facts=input_facts, target_facts=target_facts,
                                           model_path=model_path, notes=notes, on_step=on_step)
     except InputError:
@@ -79,10 +92,10 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
                          f"({type(exc).__name__}: {one_line(exc)}){hint}") from exc
     _measure_loss_function(loss, dataset, facts, seed=seed)
     _measure_task(facts, *evaluation)
-    return facts
+    return facts, session
 
 
-def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Facts, tuple]:
+def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Facts, tuple, ProbeSession]:
     """Run the instrumented steps. Each call traces its own step function, which TensorFlow
     reports as "retracing" when a program diagnoses several models: that note is not for the
     user, so TensorFlow's logger is held at ERROR for the duration."""
@@ -99,8 +112,9 @@ def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Fa
 
 def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon, batch_size: int, seed: int,
                input_facts: list[ArrayFacts], target_facts: ArrayFacts, model_path: str | None,
-               notes: list[str], on_step: Callable[[int], None] | None) -> tuple[Facts, tuple]:
-    """The measured steps; returns the facts and (evaluation targets, predictions before, after)."""
+               notes: list[str], on_step: Callable[[int], None] | None) -> tuple[Facts, tuple, ProbeSession]:
+    """The measured steps; returns the facts, (evaluation targets, predictions before, after)
+    and the session that can re-run them."""
     import keras
 
     from stalldoc.probe import assemble
@@ -108,6 +122,7 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
 
     keras.utils.set_random_seed(seed)
     step = InstrumentedStep(model, loss.fn)
+    initial_state = step.snapshot()
     initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
 
@@ -171,7 +186,9 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         if (records and step.inst.first_weighted_input is not None) else None,
         data_path=dataset.path, samples=dataset.samples, notes=[loss.reason] + notes,
     )
-    return facts, (eval_y, initial_pred, final_pred)
+    session = ProbeSession(step=step, initial_state=initial_state, take=take, steps=len(records),
+                           judge_in_training_mode=with_batchnorm)
+    return facts, (eval_y, initial_pred, final_pred), session
 
 
 def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | None:

@@ -170,7 +170,9 @@ class InstrumentedStep:
                 gains.append(tf.reduce_mean(gain))
             elif fam == RELU_FAMILY:
                 axes = list(range(len(t.shape) - 1))
-                active.append(tf.reduce_mean(tf.cast(t > 0.0, tf.float32), axis=axes))
+                # A unit passes a gradient where its output is on the slope: relu6 is flat at 6 too.
+                on = (t > 0.0) & (t < 6.0) if act == "relu6" else t > 0.0
+                active.append(tf.reduce_mean(tf.cast(on, tf.float32), axis=axes))
         return means, stds, sats, gains, active
 
 
