@@ -63,6 +63,11 @@ def main() -> None:
 @click.option("--isolated", is_flag=True, help="ignore configuration files")
 @click.option("--export-svg", default=None, metavar="FILE", help="also save the terminal report as an SVG picture")
 @click.option("--export-html", default=None, metavar="FILE", help="also save the terminal report as an HTML page")
+@click.option("--confirm/--no-confirm", "confirm", default=None,
+              help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
+                   "against a control, and rank by the measured effect  [default: on]")
+@click.option("--budget", type=float, default=None, metavar="SECONDS",
+              help=f"time for those re-runs in all  [default: {DEFAULT.budget:g}]")
 @click.option("--x-key", default=None, help="name of the inputs array in DATA")
 @click.option("--y-key", default=None, help="name of the targets array in DATA")
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
@@ -70,7 +75,7 @@ def main() -> None:
 @click.option("--debug", is_flag=True, help="show tracebacks on errors")
 def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
-          x_key, y_key, unsafe, quiet, debug) -> None:
+          confirm, budget, x_key, y_key, unsafe, quiet, debug) -> None:
     """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis."""
     import os
 
@@ -83,7 +88,7 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
     try:
         options = Options.merged(config, loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size,
                                  seed=seed, fail_on=fail_on, select=select, ignore=ignore,
-                                 unsafe=unsafe or None)
+                                 unsafe=unsafe or None, confirm=confirm, budget=budget)
     except StalldocError as exc:
         _fail(str(exc))
     for target in (output, export_svg, export_html):
@@ -152,6 +157,10 @@ def explain(finding_id: str, config_path: str | None, isolated: bool) -> None:
                 click.echo(f"  {t.name} = {t.default:g}    {t.help}")
     if cls.explains:
         click.echo(f"\nCan be the root cause of: {', '.join(cls.explains)}")
+    from stalldoc.confirm.catalog import describe
+
+    if describe(cls.intervention):
+        click.echo(f"\nIntervention (tried by `check` when the loss is stalled): {describe(cls.intervention)}")
 
 
 @main.command()

@@ -8,6 +8,8 @@
     fail-on = "error"
     select = ["vanishing-gradient", "dead-relu"]   # run only these
     ignore = ["constant-input"]                    # never these
+    confirm = false                                # no counterfactual re-runs
+    budget = 10                                    # seconds for them
 
     [tool.stalldoc.detectors.vanishing-gradient]
     min_grad_rms = 1e-8
@@ -27,7 +29,8 @@ from typing import Any
 from stalldoc.errors import StalldocError
 from stalldoc.options import FAIL_ON, unknown_ids
 
-KEYS = ("steps", "max-steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "detectors")
+KEYS = ("steps", "max-steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "confirm", "budget",
+        "detectors")
 TABLE = "[tool.stalldoc]"
 
 
@@ -46,6 +49,8 @@ class Config:
     fail_on: str | None = None
     select: list[str] | None = None
     ignore: list[str] | None = None
+    confirm: bool | None = None
+    budget: float | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -111,6 +116,14 @@ def parse(table: dict[str, Any], path: str, where: str = TABLE) -> Config:
             if value not in FAIL_ON:
                 raise bad(key, f"expected one of {', '.join(FAIL_ON)}, got {value!r}")
             config.fail_on = value
+        elif key == "confirm":
+            if not isinstance(value, bool):
+                raise bad(key, f"expected true or false, got {value!r}")
+            config.confirm = value
+        elif key == "budget":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise bad(key, f"expected a positive number of seconds, got {value!r}")
+            config.budget = float(value)
         elif key in ("select", "ignore"):
             setattr(config, key, _ids(value, lambda problem, key=key: bad(key, problem)))
         else:

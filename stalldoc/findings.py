@@ -45,9 +45,12 @@ class Finding:
     layer: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     explains: list[str] = field(default_factory=list)
+    # Set by the confirm stage (additive, DESIGN.md): {"status": "confirmed"|"refuted"|"not-tested",
+    # "intervention", "progress", "control_progress", "steps"}; None when the stage did not run.
+    confirmation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "severity": self.severity.label,
             "confidence": round(float(self.confidence), 3),
@@ -57,13 +60,17 @@ class Finding:
             "fix": self.fix,
             "explains": list(self.explains),
         }
+        if self.confirmation is not None:
+            out["confirmation"] = _jsonable(self.confirmation)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         """A finding read back from the JSON report."""
         return cls(id=data["id"], severity=Severity.parse(data["severity"]), confidence=data["confidence"],
                    message=data["message"], fix=data["fix"], layer=data.get("layer"),
-                   evidence=dict(data.get("evidence") or {}), explains=list(data.get("explains") or []))
+                   evidence=dict(data.get("evidence") or {}), explains=list(data.get("explains") or []),
+                   confirmation=dict(data["confirmation"]) if data.get("confirmation") else None)
 
 
 @dataclass
@@ -227,6 +234,8 @@ class Report:
     # The threshold overrides the detectors ran with ({id: {name: value}}; not in the JSON):
     # renderers that colour measured values read the thresholds in effect through them.
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Every counterfactual run of the confirm stage, the control first (additive; None: not run).
+    interventions: list[dict[str, Any]] | None = None
 
     def blocking(self, fail_on: Severity | str | None = Severity.WARNING) -> list[Finding]:
         """Findings at or above ``fail_on`` — what a CI gate fails on (none for ``never``)."""
@@ -247,7 +256,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         from stalldoc import __version__
 
-        return {
+        out = {
             "schema_version": SCHEMA_VERSION,
             "stalldoc_version": __version__,
             "model": self.model.to_dict(),
@@ -258,6 +267,9 @@ class Report:
             "skipped": [{"detector": s.detector, "reason": s.reason} for s in self.skipped],
             "errors": [{"detector": e.detector, "error": e.error} for e in self.errors],
         }
+        if self.interventions is not None:
+            out["interventions"] = _jsonable(self.interventions)
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -281,6 +293,7 @@ class Report:
             findings=[Finding.from_dict(f) for f in doc["findings"]],
             skipped=[Skipped(s["detector"], s["reason"]) for s in doc.get("skipped", [])],
             errors=[DetectorError(e["detector"], e["error"]) for e in doc.get("errors", [])],
+            interventions=list(doc["interventions"]) if doc.get("interventions") is not None else None,
         )
 
 

@@ -13,6 +13,9 @@ from typing import Any
 from stalldoc.errors import InputError
 from stalldoc.findings import FAIL_ON
 
+# Seconds the confirm stage may spend on its interventions (--budget).
+DEFAULT_BUDGET_S = 30.0
+
 # The probe extends its horizon up to this many times --steps while the trend is undecided.
 MAX_STEPS_FACTOR = 8
 
@@ -30,6 +33,10 @@ class Options:
     ignore: list[str] | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     unsafe: bool = False
+    # The confirm stage: a control and each suspected cause's fix, re-run on the traced step,
+    # within ``budget`` seconds in all (stalldoc.confirm).
+    confirm: bool = True
+    budget: float = DEFAULT_BUDGET_S
 
     @classmethod
     def merged(cls, config: Any = None, **flags: Any) -> Options:
@@ -63,6 +70,10 @@ class Options:
                 raise InputError(f"{name.replace('_', ' ')} ({flag}) must be at least 1, got {value}")
         if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < self.steps):
             raise InputError(f"max steps (--max-steps) must be at least steps ({self.steps}), got {self.max_steps}")
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not self.budget > 0:
+            raise InputError(f"budget (--budget) must be a positive number of seconds, got {self.budget}")
+        if not isinstance(self.confirm, bool):
+            raise InputError(f"confirm (--confirm/--no-confirm) must be true or false, got {self.confirm!r}")
         if self.fail_on not in FAIL_ON:
             raise InputError(f"fail-on (--fail-on) must be one of {', '.join(FAIL_ON)}, got {self.fail_on!r}")
         self.select = check_ids(self.select, "select")

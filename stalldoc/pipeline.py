@@ -65,23 +65,33 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
         raise InputError(f"--loss {options.loss}: cannot be resolved ({one_line(exc)})") from exc
     _stage(on_stage, "probing")
-    facts, _session = collect_facts(model, dataset, loss, horizon=Horizon(options.steps, options.horizon_max),
+    facts, session = collect_facts(model, dataset, loss, horizon=Horizon(options.steps, options.horizon_max),
                                     batch_size=options.batch_size, seed=options.seed, model_path=model_path,
                                     notes=notes, on_step=on_step)
-    return build_report(facts, options)
+    return build_report(facts, options, session=session, on_stage=on_stage)
 
 
-def build_report(facts: Facts, options: Options | None = None) -> Report:
-    """Detectors, ranking and verdict over already collected facts."""
+def build_report(facts: Facts, options: Options | None = None, *, session=None,
+                 on_stage: Callable[[str], None] | None = None) -> Report:
+    """Detectors, ranking, verdict, and — given the probe's session, for a stalled verdict with
+    ``options.confirm`` — the confirm stage's counterfactual runs, over already collected facts."""
     options = options or Options()
     findings, skipped, errors, passed = run_detectors(
         facts, select=options.select, ignore=options.ignore, thresholds=options.thresholds)
     findings = rank(findings)
     result, findings = conclude(facts, findings, ran=passed + sorted({f.id for f in findings}),
                                 ignore=options.ignore)
+    interventions = None
+    if session is not None and options.confirm and result == "stalled" and findings:
+        from stalldoc.confirm.run import confirm
+
+        _stage(on_stage, "confirming")
+        interventions = confirm(session, facts, findings, budget_s=options.budget, seed=options.seed,
+                                on_stage=on_stage)
     findings = rank(findings)
     return Report.from_facts(facts, verdict=result, findings=findings, skipped=skipped,
-                             errors=errors, passed=passed, thresholds=options.thresholds)
+                             errors=errors, passed=passed, thresholds=options.thresholds,
+                             interventions=interventions)
 
 
 def _check_shapes(model, dataset: Dataset) -> None:

@@ -1,11 +1,34 @@
-"""Ranking: the root cause first, the symptoms it explains after it."""
+"""Ranking: the root cause first, the symptoms it explains after it.
+
+Measured evidence first: a finding the confirm stage *confirmed* (its fix made the loss move)
+ranks first, the largest effect first. A *refuted* one (its fix changed nothing) explains
+nothing and comes after its unconfirmed peers. For the rest the static ``explains`` graph and
+the causal order are the prior.
+"""
 
 from __future__ import annotations
+
+import math
 
 from stalldoc.detectors import by_id, causal_position
 from stalldoc.findings import Finding, Severity
 
 __all__ = ["rank"]
+
+
+def status(f: Finding) -> str | None:
+    """The confirm stage's verdict on this finding (None when the stage did not run)."""
+    return (f.confirmation or {}).get("status")
+
+
+def effect(f: Finding) -> float:
+    """A confirmed finding's measured effect: its fix's progress beyond the control's."""
+    c = f.confirmation or {}
+    try:
+        value = float(c.get("progress")) - max(0.0, float(c.get("control_progress") or 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
@@ -14,8 +37,8 @@ def rank(findings: list[Finding]) -> list[Finding]:
     explainers: dict[str, set[str]] = {}
     for f in findings:
         f.explains = []
-        if f.severity < Severity.WARNING:
-            continue  # an informational note is not offered as the cause of anything
+        if f.severity < Severity.WARNING or status(f) == "refuted":
+            continue  # an informational note, or a refuted cause, is not offered as the cause of anything
         for other in by_id(f.id).explains:
             if other in present and other != f.id:
                 f.explains.append(other)
@@ -30,6 +53,8 @@ def rank(findings: list[Finding]) -> list[Finding]:
             f.confidence = min(0.99, f.confidence + 0.03 * len(f.explains))
 
     def key(f: Finding) -> tuple:
-        return (explained(f), -int(f.severity), causal_position(f.id), -f.confidence)
+        confirmed = status(f) == "confirmed"
+        return (not confirmed, -effect(f) if confirmed else 0.0, explained(f), -int(f.severity),
+                status(f) == "refuted", causal_position(f.id), -f.confidence)
 
     return sorted(findings, key=key)

@@ -107,6 +107,7 @@ class DeadRelu(Detector):
 
     id = "dead-relu"
     area = "activations"
+    intervention = "reinit-kernels"
     summary = "ReLU layers whose units output zero for every sample"
     describes_state = True
     thresholds = (
@@ -228,6 +229,7 @@ class ExplodingActivation(Detector):
 
     id = "exploding-activation"
     area = "activations"
+    intervention = "reinit-kernels"
     summary = "the forward signal grows by orders of magnitude through the layers at initialization"
     thresholds = (
         Threshold("max_growth", 1e3, "layer output RMS / RMS of the first weighted layer's input"),

@@ -59,6 +59,9 @@ class Detector:
     # The finding describes the network's state (saturated or dead units), which a trained
     # model may well show: once the model has converged far below its baseline it is info.
     describes_state: ClassVar[bool] = False
+    # The intervention that tests this finding as the cause (a name in stalldoc.confirm.catalog,
+    # run by the confirm stage against a control); None: no automatic fix to try.
+    intervention: ClassVar[str | None] = None
     # Runs after the verdict, with the other findings (``conclude``), instead of ``check``.
     after_verdict: ClassVar[bool] = False
 

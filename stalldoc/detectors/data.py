@@ -139,6 +139,7 @@ class UnnormalizedInput(Detector):
 
     id = "unnormalized-input"
     area = "data"
+    intervention = "standardize-x"
     summary = "inputs far from unit scale, or features on very different scales"
     severity = Severity.ERROR
     thresholds = (
@@ -227,6 +228,7 @@ class UnnormalizedTarget(Detector):
 
     id = "unnormalized-target"
     area = "data"
+    intervention = "standardize-y"
     summary = "regression targets far from unit scale under a scale-dependent loss"
     severity = Severity.ERROR
     thresholds = (

@@ -264,6 +264,7 @@ class SymmetricInit(Detector):
 
     id = "symmetric-init"
     area = "gradients"
+    intervention = "reinit-kernels"
     summary = "hidden units with identical initial weights: they get identical updates and stay copies"
     severity = Severity.ERROR
     thresholds = (Threshold("max_unit_spread", 1e-5, "kernel unit spread counted as identical units"),)

@@ -65,6 +65,7 @@ class InvertedLoss(Detector):
 
     id = "inverted-loss"
     area = "objective"
+    intervention = "flip-loss-sign"
     summary = "the loss falls as predictions point away from the targets"
     severity = Severity.ERROR
     thresholds = (Threshold("min_inversion", 0.5, "(loss(cos=+1) - loss(cos=-1)) / range"),)
@@ -269,6 +270,7 @@ class OutputRangeMismatch(Detector):
 
     id = "output-range-mismatch"
     area = "objective"
+    intervention = "replace-output-activation"
     summary = "an output activation whose range cannot reach the targets (e.g. sigmoid for targets in 0..100)"
     severity = Severity.ERROR
     thresholds = (
@@ -459,6 +461,7 @@ class SingleUnitSoftmax(Detector):
 
     id = "single-unit-softmax"
     area = "objective"
+    intervention = "replace-output-activation"
     summary = "a softmax over one output unit: the output is always 1"
     severity = Severity.ERROR
     thresholds = (Threshold("max_pinned_spread", 1e-6, "max - min (and distance from 1) of pinned outputs"),)
@@ -545,6 +548,7 @@ class LossOutputMismatch(Detector):
 
     id = "loss-output-mismatch"
     area = "objective"
+    intervention = "swap-loss"
     summary = "a loss that does not fit the output activation or the targets (from_logits, sparse vs one-hot...)"
     severity = Severity.ERROR
     thresholds = (Threshold("max_outside", 1e-3, "distance outside [0, 1] still counted as a probability"),)

@@ -54,6 +54,7 @@ class LearningRateTooLow(Detector):
 
     id = "learning-rate-too-low"
     area = "optimization"
+    intervention = "learning-rate-sweep"
     summary = "updates far too small relative to the weights, while the gradient is there"
     thresholds = (
         Threshold("min_update_ratio", 1e-4, "largest per-kernel update/weight ratio per step"),
@@ -107,6 +108,7 @@ class LearningRateTooHigh(Detector):
 
     id = "learning-rate-too-high"
     area = "optimization"
+    intervention = "learning-rate-sweep"
     summary = "steps so large that the loss climbs, oscillates or turns NaN"
     thresholds = (
         Threshold("max_update_ratio", 0.1, "largest per-kernel update/weight ratio per step (flat loss)"),

@@ -24,6 +24,43 @@ _SPARK = "▁▂▃▄▅▆▇█"
 _SHOW_REACHABLE_BELOW = 0.99
 
 
+_CONFIRMATION_STYLE = {"confirmed": "bold green", "refuted": "yellow", "not-tested": "dim"}
+
+
+def _percent(share: float | None) -> str:
+    if share is None or not math.isfinite(share):
+        return "n/a (not finite)"
+    return f"{fmt(share * 100)}%"
+
+
+def confirmation_sentence(c: dict | None) -> str | None:
+    """The confirm stage's result in one sentence: "confirmed: with x standardized the loss
+    moved 41% of the way to its floor in 20 steps (unchanged: 0.2%)"."""
+    if not c:
+        return None
+    status = c.get("status")
+    label = c.get("intervention")
+    if status == "not-tested":
+        return f"not tested{f' ({label})' if label else ''}: {c.get('reason', 'no intervention')}"
+    from stalldoc.confirm.catalog import CATALOG
+
+    spec = next((i for i in CATALOG.values() if i.label == label), None)
+    rate = c.get("learning_rate")
+    if spec is not None and spec.kind == "learning-rate" and rate is not None:
+        what = spec.phrase.format(rate=fmt(rate)) + " (the best of a sweep over 1e-5..1)"
+    else:
+        what = spec.phrase if spec is not None else f"with {label}"
+        if rate is not None:
+            what += f" at learning rate {fmt(rate)}"
+    control_rate = c.get("control_learning_rate")
+    control = f"unchanged at learning rate {fmt(control_rate)}" if rate is not None and control_rate else "unchanged"
+    progress = c.get("progress")
+    moved = (f"the loss moved {_percent(progress)} of the way to its floor" if progress is not None
+             and math.isfinite(progress) and progress >= 0 else f"the loss did not fall ({_percent(progress)})")
+    return (f"{status}: {what} {moved} in {c.get('steps')} steps "
+            f"({control}: {_percent(c.get('control_progress'))})")
+
+
 def _sparkline(values: np.ndarray, width: int = 40) -> str:
     values = np.asarray(values, dtype=float)
     if values.size == 0:
@@ -81,6 +118,9 @@ def _headline(report: Report) -> Panel:
         body.append(f"\n{first_finding_label(report)}: ", style="dim")
         body.append(root.id, style=_SEVERITY_STYLE[root.severity])
         body.append(f" — {root.message}")
+        sentence = confirmation_sentence(root.confirmation)
+        if sentence:
+            body.append(f"\n{sentence}", style=_CONFIRMATION_STYLE.get(root.confirmation["status"], "dim"))
     elif report.verdict == "stalled":
         body.append("\nno detector found a cause; see the per-layer view below", style="dim")
     return Panel(body, box=box.ROUNDED, title="stalldoc", title_align="left")
@@ -101,6 +141,9 @@ def _findings(report: Report) -> Table:
             lines.append(Text.assemble(("fix: ", "green"), f.fix))
         if f.explains:
             lines.append(Text.assemble(("explains: ", "dim"), ", ".join(f.explains)))
+        sentence = confirmation_sentence(f.confirmation)
+        if sentence and f.confirmation.get("status") != "not-tested":
+            lines.append(Text(sentence, style=_CONFIRMATION_STYLE.get(f.confirmation["status"], "dim")))
         table.add_row(str(number), Group(*lines))
     return table
 

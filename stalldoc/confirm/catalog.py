@@ -1,0 +1,61 @@
+"""The interventions a detector can declare, by name: what each one changes, in words.
+
+A detector with a concrete fix names one of these in its ``intervention`` class attribute;
+the confirm stage (``stalldoc.confirm.run``) runs it against a control and reports the effect.
+This module is light (no TensorFlow): ``stalldoc explain`` and the renderers read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Intervention:
+    name: str  # the name a detector declares ("standardize-x")
+    label: str  # how reports name it ("standardize x")
+    phrase: str  # the start of the report's sentence ("with x standardized")
+    kind: str  # data | weights | learning-rate | loss | architecture
+    description: str  # what the run does, for `stalldoc explain`
+    # Why this stage cannot run it (architecture and loss changes would rebuild and retrace).
+    not_testable: str | None = None
+
+
+_RETRACE = "needs the model rebuilt and its step retraced, which this version of the confirm stage does not do"
+
+CATALOG: dict[str, Intervention] = {i.name: i for i in (
+    Intervention("standardize-x", "standardize x", "with x standardized", "data",
+                 "the probe's steps re-run from the same initial weights on the same batches, every input "
+                 "feature standardized ((x - mean) / std over the probe's training rows)"),
+    Intervention("standardize-y", "standardize y", "with y standardized", "data",
+                 "the probe's steps re-run from the same initial weights on the same batches, the targets "
+                 "standardized; progress is measured toward the standardized problem's own floor and "
+                 "constant-predictor baseline"),
+    Intervention("learning-rate-sweep", "learning-rate sweep", "with the learning rate at {rate}", "learning-rate",
+                 "a learning-rate range test: a few steps at each rate from 1e-5 to 1 (six decades) from the "
+                 "same initial state, then the probe's steps at the best rate"),
+    Intervention("reinit-kernels", "re-initialize kernels", "with the kernels re-initialized", "weights",
+                 "the probe's steps re-run with every kernel re-initialized (He normal in ReLU-family layers, "
+                 "Glorot uniform elsewhere) and biases set to 0"),
+    Intervention("flip-loss-sign", "flip the loss's sign", "with the loss's sign flipped", "loss",
+                 "training on the loss with its sign flipped (the true cosine distance)",
+                 not_testable=f"training on another loss {_RETRACE}"),
+    Intervention("replace-output-activation", "replace the output activation",
+                 "with the output activation replaced", "architecture",
+                 "the output layer's activation replaced by one whose range fits the targets and the loss",
+                 not_testable=f"replacing the output activation changes the architecture: it {_RETRACE}"),
+    Intervention("swap-loss", "match the loss to the output", "with the loss matched to the output", "loss",
+                 "the loss swapped for the one the output and labels need (from_logits, sparse/one-hot)",
+                 not_testable=f"swapping the loss {_RETRACE}"),
+)}
+
+
+def describe(name: str | None) -> str | None:
+    """One line for `stalldoc explain`: the intervention that confirms this finding."""
+    if not name or name not in CATALOG:
+        return None
+    i = CATALOG[name]
+    text = f"{i.label}: {i.description}"
+    if i.not_testable:
+        text += f" (not testable: {i.not_testable})"
+    return text

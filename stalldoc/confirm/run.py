@@ -1,0 +1,368 @@
+"""The confirm stage: counterfactual re-runs of the probe's traced step.
+
+A *control* re-runs the probe's first steps from the state before the first step on the same
+batches; each suspected cause's intervention does the same with one thing changed (the data,
+the kernels, the learning rate). Only values change, so the traced step is reused (``restore``
+then assign, feed other batches, ``set_learning_rate``): nothing is rebuilt or retraced.
+Progress is ``loss_progress`` on the held-out evaluation batch. The step is left as found.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stalldoc.confirm.catalog import CATALOG, Intervention
+from stalldoc.facts import MOVING_PROGRESS, Facts, loss_progress
+from stalldoc.findings import Finding, Severity
+
+# The control and every intervention run this many steps at most (the probe's own count if fewer).
+CONFIRM_STEPS_MAX = 30
+# The learning-rate range test: six decades, a few steps each.
+SWEEP_RATES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+SWEEP_STEPS = 5
+# Confirmed: progress >= MOVING_PROGRESS, and above the control's by at least this much and
+# by at least this factor (a cause's fix must do clearly better than changing nothing).
+CLEAR_MARGIN = MOVING_PROGRESS
+CLEAR_FACTOR = 2.0
+
+
+class NotApplicable(Exception):
+    """An intervention that does not apply to this model or data; the message is why."""
+
+
+@dataclass
+class Problem:
+    """What one run trains on and is judged by: the batches, the evaluation batch, and the
+    floor and constant-predictor baseline of that (possibly transformed) problem."""
+
+    batches: list[tuple[list[np.ndarray], np.ndarray]]
+    eval_x: list[np.ndarray]
+    eval_y: np.ndarray
+    floor: float | None
+    baseline: float | None
+
+
+@dataclass
+class RunResult:
+    name: str
+    label: str
+    progress: float
+    initial: float
+    final: float
+    steps: int
+    curve: list[float]
+    seconds: float
+    for_findings: list[str] = field(default_factory=list)
+    learning_rate: float | None = None
+    sweep: list[dict[str, float]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "intervention": self.label, "progress": self.progress,
+                               "initial": self.initial, "final": self.final, "steps": self.steps,
+                               "seconds": round(self.seconds, 3), "curve": self.curve}
+        if self.for_findings:
+            out["findings"] = list(self.for_findings)
+        if self.learning_rate is not None:
+            out["learning_rate"] = self.learning_rate
+        if self.sweep is not None:
+            out["sweep"] = self.sweep
+        return out
+
+
+class Context:
+    """The session, the facts, and how to run one measured re-run from the initial state."""
+
+    def __init__(self, session, facts: Facts, steps: int, seed: int) -> None:
+        self.session = session
+        self.step = session.step
+        self.facts = facts
+        self.steps = steps
+        self.seed = seed
+        self.training = bool(session.judge_in_training_mode)
+        eval_x, eval_y = session.take(0)
+        self.problem = Problem(batches=[session.take(i) for i in range(1, steps + 1)], eval_x=eval_x,
+                               eval_y=eval_y, floor=facts.loss.floor, baseline=facts.loss.baseline)
+
+    def run(self, name: str, label: str, problem: Problem | None = None, *, steps: int | None = None,
+            prepare: Callable[[], None] | None = None, learning_rate: float | None = None) -> RunResult:
+        """Restore the initial state, apply ``prepare`` (assign weights) and the learning rate,
+        train ``steps`` steps on the problem's batches, measure progress on its evaluation batch."""
+        problem = problem or self.problem
+        steps = self.steps if steps is None else steps
+        started = time.perf_counter()
+        self.step.restore(self.session.initial_state)
+        if prepare is not None:
+            prepare()
+        if learning_rate is not None:
+            self.step.set_learning_rate(learning_rate)
+        initial = self.step.evaluate(problem.eval_x, problem.eval_y, training=self.training)[0]
+        curve = []
+        for x, y in problem.batches[:steps]:
+            curve.append(float(self.step.train(x, y)["loss"]))
+        final = self.step.evaluate(problem.eval_x, problem.eval_y, training=self.training)[0]
+        progress = loss_progress(initial, final, problem.floor, problem.baseline)
+        return RunResult(name=name, label=label, progress=progress, initial=initial, final=final,
+                         steps=steps, curve=curve, seconds=time.perf_counter() - started,
+                         learning_rate=learning_rate)
+
+
+# -- the interventions: each returns the problem to train on and what to assign first ------
+
+Prepared = tuple[Problem, "Callable[[], None] | None"]
+
+
+def _standardize_x(ctx: Context) -> Prepared:
+    p = ctx.problem
+    floats = [i for i in range(len(p.eval_x)) if "float" in ctx.step.input_dtypes[i]
+              and np.issubdtype(np.asarray(p.eval_x[i]).dtype, np.number)]
+    if not floats:
+        raise NotApplicable("no floating-point input to standardize")
+    stats = {}
+    for i in floats:
+        rows = np.concatenate([np.asarray(x[i], dtype=np.float64) for x, _ in p.batches])
+        if not np.all(np.isfinite(rows)):
+            raise NotApplicable("the inputs hold NaN/Inf values")
+        mean, std = rows.mean(axis=0), rows.std(axis=0)
+        stats[i] = (mean, np.where(std > 1e-8, std, 1.0))
+
+    def transform(xs: list[np.ndarray]) -> list[np.ndarray]:
+        return [((np.asarray(a, dtype=np.float64) - stats[i][0]) / stats[i][1]).astype(np.float32)
+                if i in stats else a for i, a in enumerate(xs)]
+
+    return Problem(batches=[(transform(x), y) for x, y in p.batches], eval_x=transform(p.eval_x),
+                   eval_y=p.eval_y, floor=p.floor, baseline=p.baseline), None
+
+
+def _standardize_y(ctx: Context) -> Prepared:
+    from stalldoc.probe.baseline import BASELINE_FIT_ROWS, constant_baseline
+    from stalldoc.probe.instrument import activation_name
+
+    p = ctx.problem
+    rows = np.concatenate([np.asarray(y, dtype=np.float64) for _, y in p.batches])
+    if not np.all(np.isfinite(rows)):
+        raise NotApplicable("the targets hold NaN/Inf values")
+    mean, std = rows.mean(axis=0), rows.std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0)
+
+    def transform(y: np.ndarray) -> np.ndarray:
+        return ((np.asarray(y, dtype=np.float64) - mean) / std).astype(np.float32)
+
+    eval_y = transform(p.eval_y)
+    try:  # the transformed problem's own floor and baseline, measured as the probe measures them
+        floor = float(ctx.step.scalar_loss(eval_y, eval_y))
+    except Exception:  # noqa: BLE001 - a loss that cannot take targets as predictions
+        floor = ctx.facts.loss.floor
+    model = ctx.step.model
+    ctx.step.restore(ctx.session.initial_state)
+    pred = ctx.step.evaluate(p.eval_x, eval_y)[1]
+    out_act = activation_name(model.layers[-1]) if getattr(model, "layers", None) else None
+    baseline = constant_baseline(ctx.step.loss_fn, transform(rows[:BASELINE_FIT_ROWS]), eval_y, pred.shape[1:],
+                                 out_act, seed=0)
+    return Problem(batches=[(x, transform(y)) for x, y in p.batches], eval_x=p.eval_x, eval_y=eval_y,
+                   floor=floor, baseline=baseline), None
+
+
+def _learning_rate(ctx: Context) -> Prepared:
+    """The problem unchanged: the sweep (``sweep``) is the intervention."""
+    if ctx.step.learning_rate is None:
+        raise NotApplicable("the optimizer's learning rate is a schedule, not a value that can be set")
+    return ctx.problem, None
+
+
+def _reinit_kernels(ctx: Context) -> Prepared:
+    from stalldoc.facts import RELU_FAMILY
+    from stalldoc.probe.instrument import activation_name, family_of
+
+    owners: dict[int, Any] = {}
+
+    def visit(layer) -> None:
+        for sub in getattr(layer, "layers", []) or []:
+            for v in getattr(sub, "weights", []):
+                owners[id(v)] = sub  # the innermost layer that holds the variable wins
+            visit(sub)
+
+    visit(ctx.step.model)
+    rng = np.random.default_rng(ctx.seed)
+    values = []
+    for v in ctx.step.tvars:
+        name = str(getattr(v, "name", "")).split("/")[-1].split(":")[0]
+        shape = tuple(int(s) for s in v.shape)
+        if name.endswith("kernel") and len(shape) >= 2:
+            receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            owner = owners.get(id(v))
+            if owner is not None and family_of(activation_name(owner)) == RELU_FAMILY:
+                value = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)  # He normal
+            else:
+                limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform
+                value = rng.uniform(-limit, limit, shape)
+            values.append((v, value))
+        elif name == "bias":
+            values.append((v, np.zeros(shape)))
+    if not any(len(value.shape) >= 2 for _, value in values):
+        raise NotApplicable("no trainable kernel to re-initialize")
+
+    def prepare() -> None:
+        for v, value in values:
+            v.assign(value.astype(str(getattr(v.dtype, "name", v.dtype)).replace("tf.", "")))
+
+    return ctx.problem, prepare
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Context], Prepared]] = {
+    "standardize-x": _standardize_x,
+    "standardize-y": _standardize_y,
+    "learning-rate-sweep": _learning_rate,
+    "reinit-kernels": _reinit_kernels,
+}
+
+
+def sweep(ctx: Context, problem: Problem, prepare) -> tuple[float, list[dict[str, float]]]:
+    """A learning-rate range test on ``problem``: SWEEP_STEPS steps at each of SWEEP_RATES from
+    the same initial state; the rate that went furthest, and every rate's progress."""
+    results = []
+    for rate in SWEEP_RATES:
+        run = ctx.run("sweep", "sweep", problem, steps=min(SWEEP_STEPS, ctx.steps), prepare=prepare,
+                      learning_rate=rate)
+        results.append({"learning_rate": rate, "progress": run.progress})
+    finite = [r for r in results if math.isfinite(r["progress"])]
+    if not finite:
+        raise NotApplicable("every rate of the sweep made the loss non-finite")
+    return max(finite, key=lambda r: r["progress"])["learning_rate"], results
+
+
+# -- the stage -----------------------------------------------------------------------------
+
+
+def judge(progress: float, control: float) -> str:
+    """confirmed: the loss moved (>= MOVING_PROGRESS) and clearly more than the control's."""
+    if not math.isfinite(progress):
+        return "refuted"
+    base = control if math.isfinite(control) else 0.0
+    if progress >= MOVING_PROGRESS and progress - base >= CLEAR_MARGIN and progress >= CLEAR_FACTOR * base:
+        return "confirmed"
+    return "refuted"
+
+
+def suspects(findings: list[Finding]) -> list[Finding]:
+    """The findings offered as causes: warning or above, not a caveat about the diagnosis."""
+    from stalldoc.detectors import by_id
+
+    return [f for f in findings if f.severity >= Severity.WARNING and not by_id(f.id).caveat]
+
+
+def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, seed: int = 0,
+            on_stage: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run the control and each suspect's intervention; set each finding's ``confirmation``
+    and return every run (the control first) as JSON-ready dicts. The step's state is restored.
+
+    An intervention is first run at the model's own learning rate. A data or weights
+    intervention that does not move the loss there is tried once more at the rate a short sweep
+    finds best for it, against a control at that same rate (the data or weights are then the
+    only difference): a fix that needs a workable learning rate to show is still the cause.
+    """
+    from stalldoc.detectors import by_id
+
+    started = time.perf_counter()
+    step = session.step
+    saved = step.snapshot()
+    steps = max(1, min(int(session.steps), CONFIRM_STEPS_MAX))
+    wanted: dict[str, list[Finding]] = {}
+    for f in suspects(findings):
+        name = getattr(by_id(f.id), "intervention", None)
+        if name:
+            wanted.setdefault(name, []).append(f)
+    for f in findings:
+        f.confirmation = {"status": "not-tested", "reason": "no intervention tests this finding"}
+    if not wanted:
+        return []
+    inverted = [f.id for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
+    runs: list[RunResult] = []
+    try:
+        ctx = Context(session, facts, steps, seed)
+        if on_stage:
+            on_stage("confirming: control")
+        control = ctx.run("control", "unchanged")
+        control_lr = step.learning_rate  # the model's own rate, as the control ran it
+        control.learning_rate = control_lr
+        runs.append(control)
+        controls = {control_lr: control}
+
+        def control_at(rate: float) -> RunResult:
+            if rate not in controls:
+                controls[rate] = ctx.run("control", f"unchanged at learning rate {rate:g}", learning_rate=rate)
+                runs.append(controls[rate])
+            return controls[rate]
+
+        for name, group in wanted.items():
+            spec = CATALOG[name]
+            reason = None
+            if spec.not_testable:
+                reason = f"not testable: {spec.not_testable}"
+            elif inverted:
+                reason = (f"not testable: {inverted[0]} makes the loss's own progress meaningless, "
+                          "and this stage measures that loss")
+            elif name not in IMPLEMENTATIONS:
+                reason = "not testable: no implementation of this intervention"
+            elif time.perf_counter() - started > budget_s:
+                reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
+                facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before {spec.label}")
+            if reason is None:
+                if on_stage:
+                    on_stage(f"confirming: {spec.label}")
+                try:
+                    result, against = _try(ctx, spec, control, control_at, started, budget_s)
+                except NotApplicable as exc:
+                    reason = f"not applicable: {exc}"
+                else:
+                    result.for_findings = [f.id for f in group]
+                    runs.append(result)
+                    status = judge(result.progress, against.progress)
+                    for f in group:
+                        f.confirmation = _confirmation(status, spec, result, against)
+                    continue
+            for f in group:
+                f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
+    finally:
+        step.restore(saved)
+    return [r.to_dict() for r in runs]
+
+
+def _try(ctx: Context, spec: Intervention, control: RunResult, control_at, started: float,
+         budget_s: float) -> tuple[RunResult, RunResult]:
+    """The intervention's run and the control it is judged against."""
+    step_started = time.perf_counter()
+    problem, prepare = IMPLEMENTATIONS[spec.name](ctx)
+    if spec.kind == "learning-rate":
+        best, rates = sweep(ctx, problem, prepare)
+        result = ctx.run(spec.name, spec.label, problem, prepare=prepare, learning_rate=best)
+        result.sweep, result.seconds = rates, time.perf_counter() - step_started
+        return result, control
+    result = ctx.run(spec.name, spec.label, problem, prepare=prepare)
+    if (judge(result.progress, control.progress) == "confirmed" or ctx.step.learning_rate is None
+            or time.perf_counter() - started > budget_s):
+        return result, control
+    best, rates = sweep(ctx, problem, prepare)
+    if control.learning_rate is not None and math.isclose(best, control.learning_rate, rel_tol=1e-3):
+        return result, control
+    retried = ctx.run(spec.name, spec.label, problem, prepare=prepare, learning_rate=best)
+    retried.sweep, retried.seconds = rates, time.perf_counter() - step_started
+    against = control_at(best)
+    if judge(retried.progress, against.progress) == "confirmed":
+        return retried, against
+    return result, control
+
+
+def _confirmation(status: str, spec: Intervention, result: RunResult, control: RunResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": status, "intervention": spec.label, "progress": result.progress,
+                           "control_progress": control.progress, "steps": result.steps}
+    if result.learning_rate is not None:
+        out["learning_rate"] = result.learning_rate
+        out["control_learning_rate"] = control.learning_rate
+    return out
