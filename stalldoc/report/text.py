@@ -29,7 +29,7 @@ _CONFIRMATION_STYLE = {"confirmed": "bold green", "refuted": "yellow", "not-test
 
 def _percent(share: float | None) -> str:
     if share is None or not math.isfinite(share):
-        return "n/a (not finite)"
+        return "the loss became non-finite"
     return f"{fmt(share * 100)}%"
 
 

@@ -1,0 +1,77 @@
+"""The confirm stage end to end on tiny real models (API): the root cause's fix is run and
+confirmed against a control; a healthy model gets no confirmation run."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import stalldoc
+from stalldoc.probe.step import TRACES
+
+pytestmark = pytest.mark.e2e
+
+
+def regression(n=1024, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype("float32")
+    y = np.tanh(x @ rng.normal(size=(d, 4)) / np.sqrt(d)).astype("float32")
+    return x, y
+
+
+def mlp(d=8, activation="relu", optimizer=None):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((d,)), keras.layers.Dense(32, activation=activation),
+                              keras.layers.Dense(4)])
+    model.compile(optimizer or keras.optimizers.Adam(1e-3), "mse")
+    return model
+
+
+def test_unnormalized_input_is_confirmed_by_standardizing_x():
+    x, y = regression()
+    scaled = (x * np.logspace(0, 4, x.shape[1]) + 3.0 * np.logspace(0, 4, x.shape[1])).astype("float32")
+    model = mlp(activation="tanh", optimizer=keras.optimizers.SGD(1e-2))
+    before = [w.copy() for w in model.get_weights()]
+    traces = TRACES.get("train_step", 0)
+    report = stalldoc.diagnose(model, scaled, y)
+    assert report.verdict == "stalled"
+    root = report.findings[0]
+    assert root.id == "unnormalized-input", [(f.id, f.confirmation) for f in report.findings]
+    c = root.confirmation
+    assert c["status"] == "confirmed" and c["intervention"] == "standardize x", c
+    # SGD on raw inputs in the thousands: the control's loss may even become non-finite.
+    assert c["progress"] >= 0.05 and 1 <= c["steps"] <= 30
+    assert math.isnan(c["control_progress"]) or c["progress"] > c["control_progress"] + 0.05
+    assert report.interventions[0]["name"] == "control"
+    assert any(run["name"] == "standardize-x" and len(run["curve"]) == run["steps"] for run in report.interventions)
+    assert TRACES["train_step"] == traces + 1  # the probe's one trace: the re-runs reuse it
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    others = [f.confirmation["status"] for f in report.findings[1:]]
+    assert all(s in ("refuted", "not-tested") for s in others)
+
+
+def test_a_tiny_adam_learning_rate_is_confirmed_by_the_sweep_with_the_rate():
+    x, y = regression()
+    model = mlp(optimizer=keras.optimizers.Adam(1e-7))
+    report = stalldoc.diagnose(model, x, y)
+    assert report.verdict == "stalled"
+    root = report.findings[0]
+    assert root.id == "learning-rate-too-low", [(f.id, f.confirmation) for f in report.findings]
+    c = root.confirmation
+    assert c["status"] == "confirmed" and c["intervention"] == "learning-rate sweep", c
+    assert 1e-4 <= c["learning_rate"] <= 1.0 and c["control_learning_rate"] == pytest.approx(1e-7)
+    sweep = next(run for run in report.interventions if run["name"] == "learning-rate-sweep")["sweep"]
+    assert len(sweep) == 6
+    from stalldoc.report.text import render
+
+    assert f"learning rate at {c['learning_rate']:.3g}" in render(report)
+
+
+def test_a_healthy_model_gets_no_confirmation_run():
+    x, y = regression()
+    report = stalldoc.diagnose(mlp(), x, y)
+    assert report.verdict == "healthy"
+    assert report.interventions is None
+    assert all(f.confirmation is None for f in report.findings)
+    assert "interventions" not in report.to_dict()
