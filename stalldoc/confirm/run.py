@@ -283,6 +283,22 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     if not wanted:
         return []
     inverted = [f.id for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
+    untestable: dict[str, str] = {}
+    for name in wanted:
+        spec = CATALOG[name]
+        if spec.not_testable:
+            untestable[name] = f"not testable: {spec.not_testable}"
+        elif inverted:
+            untestable[name] = (f"not testable: {inverted[0]} makes the loss's own progress meaningless, "
+                                "and this stage measures that loss")
+        elif name not in IMPLEMENTATIONS:
+            untestable[name] = "not testable: no implementation of this intervention"
+    for name, reason in untestable.items():
+        for f in wanted[name]:
+            f.confirmation = {"status": "not-tested", "intervention": CATALOG[name].label, "reason": reason}
+    testable = [name for name in wanted if name not in untestable]
+    if not testable:
+        return []  # nothing to run: no control either
     runs: list[RunResult] = []
     try:
         ctx = Context(session, facts, steps, seed)
@@ -300,20 +316,12 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
                 runs.append(controls[rate])
             return controls[rate]
 
-        for name, group in wanted.items():
-            spec = CATALOG[name]
-            reason = None
-            if spec.not_testable:
-                reason = f"not testable: {spec.not_testable}"
-            elif inverted:
-                reason = (f"not testable: {inverted[0]} makes the loss's own progress meaningless, "
-                          "and this stage measures that loss")
-            elif name not in IMPLEMENTATIONS:
-                reason = "not testable: no implementation of this intervention"
-            elif time.perf_counter() - started > budget_s:
+        for name in testable:
+            spec, group = CATALOG[name], wanted[name]
+            if time.perf_counter() - started > budget_s:
                 reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
                 facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before {spec.label}")
-            if reason is None:
+            else:
                 if on_stage:
                     on_stage(f"confirming: {spec.label}")
                 try:

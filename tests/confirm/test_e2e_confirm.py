@@ -75,3 +75,19 @@ def test_a_healthy_model_gets_no_confirmation_run():
     assert report.interventions is None
     assert all(f.confirmation is None for f in report.findings)
     assert "interventions" not in report.to_dict()
+
+
+def test_the_time_budget_stops_further_interventions_and_says_so():
+    from stalldoc.api import to_dataset
+    from stalldoc.options import Options
+    from stalldoc.pipeline import diagnose_dataset
+
+    x, y = regression()
+    model = mlp(optimizer=keras.optimizers.Adam(1e-7))
+    report = diagnose_dataset(model, to_dataset(model, x, y), Options(budget=1e-9))
+    root = next(f for f in report.findings if f.id == "learning-rate-too-low")
+    assert root.confirmation["status"] == "not-tested" and "budget" in root.confirmation["reason"]
+    assert [run["name"] for run in report.interventions] == ["control"]
+    assert any("time budget" in note for note in report.facts.notes)
+    no = diagnose_dataset(model, to_dataset(model, x, y), Options(confirm=False))
+    assert no.interventions is None and all(f.confirmation is None for f in no.findings)
