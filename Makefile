@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test samples lint bench clean
+.PHONY: install demo test samples lint bench accuracy clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: install
 # What a diagnosis costs next to plain training (minutes; `make test` runs its --quick smoke).
 bench: install
 	$(BIN)/python bench/run.py
+
+# The accuracy corpus: build (verified by training, cached) then score the real CLI on it (minutes).
+accuracy: install
+	$(BIN)/python -m accuracy.build
+	$(BIN)/python -m accuracy.score
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
