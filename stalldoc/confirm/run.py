@@ -215,7 +215,21 @@ def _reinit_kernels(ctx: Context) -> Prepared:
     return ctx.problem, prepare
 
 
+def _zero_output_bias(ctx: Context) -> Prepared:
+    biases = [v for v in ctx.step.tvars if str(getattr(v, "name", "")).split("/")[-1].split(":")[0] == "bias"]
+    if not biases:
+        raise NotApplicable("the output layer has no trainable bias")
+    out = biases[-1]  # the last trainable bias: the output layer's in a feed-forward model
+    zeros = np.zeros(tuple(int(s) for s in out.shape), np.float32)
+
+    def prepare() -> None:
+        out.assign(zeros.astype(str(getattr(out.dtype, "name", out.dtype)).replace("tf.", "")))
+
+    return ctx.problem, prepare
+
+
 IMPLEMENTATIONS: dict[str, Callable[[Context], Prepared]] = {
+    "zero-output-bias": _zero_output_bias,
     "standardize-x": _standardize_x,
     "standardize-y": _standardize_y,
     "learning-rate-sweep": _learning_rate,

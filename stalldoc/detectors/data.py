@@ -421,6 +421,7 @@ class ShapeMismatch(Detector):
 
     id = "shape-mismatch"
     area = "data"
+    intervention = "output-units"
     summary = "targets and predictions of different shapes, broadcast against each other"
     severity = Severity.ERROR
     explains = ("converged", "vanishing-gradient", "learning-rate-too-low", "output-range-mismatch",

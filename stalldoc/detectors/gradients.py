@@ -134,6 +134,7 @@ class VanishingGradient(Detector):
 
     id = "vanishing-gradient"
     area = "gradients"
+    intervention = "hidden-activations"
     summary = "gradients that fade to nothing on their way to the first layers"
     thresholds = (
         Threshold("min_grad_rms", VANISHED_GRAD_RMS, "kernel gradient RMS below which it has vanished"),

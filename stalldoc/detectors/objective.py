@@ -125,6 +125,7 @@ class DegenerateCosineAxis(Detector):
 
     id = "degenerate-cosine-axis"
     area = "objective"
+    intervention = "cosine-axis"
     summary = "the loss ignores the predictions (cosine over a length-1 axis) or mixes the batch"
     severity = Severity.ERROR
     thresholds = (
@@ -401,6 +402,7 @@ class LargeOutputNorm(Detector):
 
     id = "large-output-norm"
     area = "objective"
+    intervention = "zero-output-bias"
     summary = "predictions so long that a cosine loss's gradient (1/|p|) vanishes"
     thresholds = (Threshold("max_output_norm", 100.0, "median prediction L2 norm"),)
     explains = ("vanishing-gradient", "learning-rate-too-low")
