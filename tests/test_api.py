@@ -89,7 +89,7 @@ def test_the_probe_did_train_and_weights_come_back_even_on_failure(monkeypatch):
     before = snapshot(model)
     seen = {}
 
-    def fail(facts, options=None):
+    def fail(facts, options=None, **_):
         seen["moved"] = any(not np.array_equal(a, b) for a, b in zip(snapshot(model), before))
         raise RuntimeError("detectors failed")
     monkeypatch.setattr("stalldoc.pipeline.build_report", fail)
