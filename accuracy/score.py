@@ -213,11 +213,15 @@ def score(entries: list[dict], jobs: int = 2, invoke=None, progress=None) -> lis
 
 
 def _git_commit() -> str | None:
+    """HEAD, with ``+modified`` when stalldoc/ has uncommitted changes (the figures are of the working tree)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return head.stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "stalldoc"], cwd=ROOT, capture_output=True,
+                               text=True)
     except OSError:
         return None
+    commit = head.stdout.strip()
+    return (commit + ("+modified" if dirty.stdout.strip() else "")) if commit else None
 
 
 def main(argv: list[str] | None = None) -> int:
