@@ -31,6 +31,10 @@ CATALOG: dict[str, Intervention] = {i.name: i for i in (
                  "the probe's steps re-run from the same initial weights on the same batches, the targets "
                  "standardized; progress is measured toward the standardized problem's own floor and "
                  "constant-predictor baseline"),
+    Intervention("rescale-y-to-output", "rescale y into the output's range", "with y rescaled into the output's range",
+                 "data", "the probe's steps re-run from the same initial weights on the same batches, the targets "
+                 "mapped linearly into the bounded output activation's range (5% margins); progress is measured "
+                 "toward the rescaled problem's own floor and constant-predictor baseline"),
     Intervention("learning-rate-sweep", "learning-rate sweep", "with the learning rate at {rate}", "learning-rate",
                  "a learning-rate range test: a few steps at each rate from 1e-5 to 1 (six decades) from the "
                  "same initial state, then the probe's steps at the best rate"),

@@ -365,6 +365,9 @@ class ConstantTarget(Detector):
     area = "data"
     summary = "targets that do not vary across samples (or, for a cosine, all point the same way)"
     severity = Severity.ERROR
+    # Constant targets are predicted perfectly without x: the loss falling to its floor
+    # says nothing about learning.
+    invalidates_loss = True
     thresholds = (
         Threshold("max_relative_std", 1e-6, "largest feature std / target RMS"),
         Threshold("max_direction_concentration", 0.999, "|mean unit target vector|"),

@@ -271,7 +271,7 @@ class OutputRangeMismatch(Detector):
 
     id = "output-range-mismatch"
     area = "objective"
-    intervention = "replace-output-activation"
+    intervention = "rescale-y-to-output"  # for value targets; a new activation would retrace
     summary = "an output activation whose range cannot reach the targets (e.g. sigmoid for targets in 0..100)"
     severity = Severity.ERROR
     thresholds = (
