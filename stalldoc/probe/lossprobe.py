@@ -55,26 +55,9 @@ def probe_loss(fn: Callable[[Any, Any], Any], targets: np.ndarray, *, output_sha
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
-    notes: list[str] = []
-    y_all = np.asarray(targets, dtype=np.float64)
-    n = min(PROBE_SAMPLES, y_all.shape[0])
-    n -= n % 2
-    if n < 2:
-        raise ValueError("the loss probe needs at least 2 target samples")
-    y = y_all[rng.choice(y_all.shape[0], n, replace=False)] if y_all.shape[0] > n else y_all[:n].copy()
-    shape = y.shape
+    y, rows, real, notes = _probe_targets(targets, rng)
+    shape, n = y.shape, y.shape[0]
     d = shape[-1] if y.ndim > 1 else 1
-    rows = y.reshape(-1, d)
-    bad = ~np.all(np.isfinite(rows), axis=-1) | (np.linalg.norm(np.nan_to_num(rows), axis=-1) < 1e-12)
-    # Directions and signs are measured on the real vectors; zero or non-finite ones are
-    # replaced by random vectors so that "aligned" means something for every row.
-    real = rows[~bad]
-    if bad.any():
-        notes.append(f"{int(bad.sum())} of {rows.shape[0]} probe target vectors were zero or non-finite "
-                     "and were replaced by random vectors")
-        rows = rows.copy()
-        rows[bad] = rng.normal(size=(int(bad.sum()), d))
-    y = rows.reshape(shape)
 
     def shaped(v: np.ndarray) -> np.ndarray:
         return v.reshape(shape)
@@ -117,55 +100,16 @@ def probe_loss(fn: Callable[[Any, Any], Any], targets: np.ndarray, *, output_sha
     sensitivity = float(np.linalg.norm(g) * np.linalg.norm(generic) / scale)
 
     shuffled = value(y, y[rng.permutation(n)])
-
-    # Batch-axis coupling: the mixed second difference of the loss over the two halves of the
-    # batch. For a loss that is a sum or mean of per-sample terms it is exactly zero.
-    h = n // 2
-    other = rng.normal(size=shape) * float(np.sqrt(np.mean(rows**2)))
-
-    def mixed(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        return np.concatenate([first[:h], second[h:]])
-
-    coupling = abs((value(y, mixed(half, half)) - value(y, mixed(half, other)))
-                   - (value(y, mixed(other, half)) - value(y, mixed(other, other)))) / scale
-
-    def finite_with_zero(target_zero: bool) -> bool:
-        yt, yp = y.copy(), half.copy()
-        (yt if target_zero else yp).reshape(-1, d)[0] = 0.0
-        try:
-            return bool(np.isfinite(value(yt, yp)) and np.all(np.isfinite(gradient(yt, yp))))
-        except Exception:  # noqa: BLE001 - a loss that raises on a zero vector is not finite there
-            return False
-
-    zero_target_ok = finite_with_zero(True)
-    zero_pred_ok = finite_with_zero(False)
+    coupling = _batch_coupling(value, y, half, rng.normal(size=shape) * float(np.sqrt(np.mean(rows**2)))) / scale
+    zero_target_ok = _finite_with_zero(value, gradient, y, half, target_zero=True)
+    zero_pred_ok = _finite_with_zero(value, gradient, y, half, target_zero=False)
 
     probe_values = np.concatenate([curve, pred_scale, aligned_scale, target_scale, [shuffled]])
     finite = bool(np.all(np.isfinite(probe_values)))
     pred_spread = rel_spread(pred_scale)
     is_cosine_like = bool(pred_spread < INVARIANCE_TOLERANCE and anti - aligned > INVARIANCE_TOLERANCE * scale)
-
-    # What the real targets allow: the share of negative components, and the best cosine an
-    # output that cannot go negative reaches (the direction of y's positive part, |y+| / |y|).
-    real_norm = np.linalg.norm(real, axis=-1)
-    positive = np.clip(real, 0.0, None)
-    pos_cos = float(np.mean(np.linalg.norm(positive, axis=-1) / np.maximum(real_norm, 1e-30))) if real.size else None
-    negative_fraction = float(np.mean(real < 0)) if real.size else 0.0
-    concentration = float(np.linalg.norm(np.mean(unit_rows(real), axis=0))) if real.shape[0] >= 2 else 0.0
-
-    reachable = None
-    out_range = None
-    if output_min is not None and np.isfinite(output_min) and output_min >= 0.0:
-        hi = 1.0 if output_max is not None and output_max <= 1.0 else np.inf
-        out_range = (0.0, float(hi))
-        clipped = np.clip(rows, 0.0, hi)
-        # Same direction as y+, scaled into [0, hi]: what a scale-invariant loss needs.
-        top = np.max(np.clip(rows, 0.0, None), axis=-1, keepdims=True)
-        direction = np.clip(rows, 0.0, None) / np.maximum(top / min(hi, 1.0), 1.0) if np.isfinite(hi) else clipped
-        candidates = [value(y, shaped(clipped)), value(y, shaped(direction))]
-        finite_candidates = [c for c in candidates if np.isfinite(c)]
-        reachable = min(finite_candidates) if finite_candidates else float("nan")
-
+    pos_cos, negative_fraction, concentration = _target_directions(real)
+    reachable, out_range = _reachable(value, y, rows, output_min, output_max)
     broadcast = _broadcast_shape(fn, value, y, tuple(output_shape) if output_shape is not None else None, rng)
 
     return LossProbeFacts(
@@ -180,6 +124,80 @@ def probe_loss(fn: Callable[[Any, Any], Any], targets: np.ndarray, *, output_sha
         positive_part_cosine=pos_cos, reachable_loss=reachable, output_range=out_range,
         direction_concentration=concentration, broadcast_shape=broadcast, notes=notes,
     )
+
+
+def _probe_targets(targets: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(y, its rows over the last axis, the real rows, notes): an even number of target rows,
+    zero or non-finite vectors replaced by random ones so that "aligned" means something for
+    every row (directions and signs are measured on the real ones)."""
+    notes: list[str] = []
+    y_all = np.asarray(targets, dtype=np.float64)
+    n = min(PROBE_SAMPLES, y_all.shape[0])
+    n -= n % 2
+    if n < 2:
+        raise ValueError("the loss probe needs at least 2 target samples")
+    y = y_all[rng.choice(y_all.shape[0], n, replace=False)] if y_all.shape[0] > n else y_all[:n].copy()
+    shape = y.shape
+    d = shape[-1] if y.ndim > 1 else 1
+    rows = y.reshape(-1, d)
+    bad = ~np.all(np.isfinite(rows), axis=-1) | (np.linalg.norm(np.nan_to_num(rows), axis=-1) < 1e-12)
+    real = rows[~bad]
+    if bad.any():
+        notes.append(f"{int(bad.sum())} of {rows.shape[0]} probe target vectors were zero or non-finite "
+                     "and were replaced by random vectors")
+        rows = rows.copy()
+        rows[bad] = rng.normal(size=(int(bad.sum()), d))
+    return rows.reshape(shape), rows, real, notes
+
+
+def _batch_coupling(value, y: np.ndarray, half: np.ndarray, other: np.ndarray) -> float:
+    """The mixed second difference of the loss over the two halves of the batch: exactly zero
+    for a loss that is a sum or mean of per-sample terms."""
+    h = y.shape[0] // 2
+
+    def mixed(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return np.concatenate([first[:h], second[h:]])
+
+    return abs((value(y, mixed(half, half)) - value(y, mixed(half, other)))
+               - (value(y, mixed(other, half)) - value(y, mixed(other, other))))
+
+
+def _finite_with_zero(value, gradient, y: np.ndarray, half: np.ndarray, *, target_zero: bool) -> bool:
+    """Whether the loss and its gradient stay finite when one target (or prediction) vector is zero."""
+    d = y.shape[-1] if y.ndim > 1 else 1
+    yt, yp = y.copy(), half.copy()
+    (yt if target_zero else yp).reshape(-1, d)[0] = 0.0
+    try:
+        return bool(np.isfinite(value(yt, yp)) and np.all(np.isfinite(gradient(yt, yp))))
+    except Exception:  # noqa: BLE001 - a loss that raises on a zero vector is not finite there
+        return False
+
+
+def _target_directions(real: np.ndarray) -> tuple[float | None, float, float]:
+    """What the real targets allow: the best cosine an output that cannot go negative reaches
+    (the direction of y's positive part, |y+| / |y|), the share of negative components, and
+    how concentrated their directions are (|mean of unit vectors|)."""
+    real_norm = np.linalg.norm(real, axis=-1)
+    positive = np.clip(real, 0.0, None)
+    pos_cos = float(np.mean(np.linalg.norm(positive, axis=-1) / np.maximum(real_norm, 1e-30))) if real.size else None
+    negative_fraction = float(np.mean(real < 0)) if real.size else 0.0
+    concentration = float(np.linalg.norm(np.mean(unit_rows(real), axis=0))) if real.shape[0] >= 2 else 0.0
+    return pos_cos, negative_fraction, concentration
+
+
+def _reachable(value, y: np.ndarray, rows: np.ndarray, output_min: float | None,
+               output_max: float | None) -> tuple[float | None, tuple[float, float] | None]:
+    """The loss at the best prediction a non-negative output's measured range allows, and that range."""
+    if output_min is None or not np.isfinite(output_min) or output_min < 0.0:
+        return None, None
+    hi = 1.0 if output_max is not None and output_max <= 1.0 else np.inf
+    clipped = np.clip(rows, 0.0, hi)
+    # Same direction as y+, scaled into [0, hi]: what a scale-invariant loss needs.
+    top = np.max(np.clip(rows, 0.0, None), axis=-1, keepdims=True)
+    direction = np.clip(rows, 0.0, None) / np.maximum(top / min(hi, 1.0), 1.0) if np.isfinite(hi) else clipped
+    candidates = [value(y, clipped.reshape(y.shape)), value(y, direction.reshape(y.shape))]
+    finite_candidates = [c for c in candidates if np.isfinite(c)]
+    return (min(finite_candidates) if finite_candidates else float("nan")), (0.0, float(hi))
 
 
 def _broadcast_shape(fn, value, y: np.ndarray, output_shape: tuple[int, ...] | None,
