@@ -9,7 +9,7 @@ import numpy as np
 from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError, one_line
 from stalldoc.facts import Facts
-from stalldoc.findings import Report
+from stalldoc.findings import Report, Severity
 from stalldoc.inputs.data import Dataset, load_dataset
 from stalldoc.options import Options
 from stalldoc.rank import rank
@@ -87,7 +87,10 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
 
         _stage(on_stage, "confirming")
         interventions = confirm(session, facts, findings, budget_s=options.budget, seed=options.seed,
-                                on_stage=on_stage)
+                                on_stage=on_stage)  # may append the finding an exploratory run confirmed
+        if any((f.confirmation or {}).get("status") == "confirmed" and f.severity >= Severity.WARNING
+               for f in findings):  # a confirmed cause explains the stall: it is no longer unexplained
+            findings = [f for f in findings if f.id != "unexplained-stall"]
     findings = rank(findings)
     return Report.from_facts(facts, verdict=result, findings=findings, skipped=skipped,
                              errors=errors, passed=passed, thresholds=options.thresholds,

@@ -30,6 +30,12 @@ SWEEP_STEPS = 5
 # by at least this factor (a cause's fix must do clearly better than changing nothing).
 CLEAR_MARGIN = MOVING_PROGRESS
 CLEAR_FACTOR = 2.0
+# Outcome findings: what the loss did, not why. When nothing testable ranks above them the
+# learning-rate sweep runs as an exploratory intervention, and a rate this many times the
+# model's own (or this many times smaller) that trains creates the finding it confirms.
+OUTCOME_IDS = ("chance-level", "unexplained-stall")
+EXPLORE_RATE_FACTOR = 10.0
+EXPLORE = "learning-rate-sweep"
 
 
 class NotApplicable(Exception):
@@ -140,21 +146,53 @@ def _standardize_x(ctx: Context) -> Prepared:
 
 
 def _standardize_y(ctx: Context) -> Prepared:
+    rows = _training_targets(ctx)
+    mean, std = rows.mean(axis=0), rows.std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0)
+    return _with_targets(ctx, rows, lambda y: ((np.asarray(y, dtype=np.float64) - mean) / std).astype(np.float32))
+
+
+# Targets are mapped into this share of a bounded head's range: its saturated ends stay unused.
+HEAD_MARGIN = 0.05
+
+
+def _rescale_y_to_output(ctx: Context) -> Prepared:
+    """The targets mapped linearly into the bounded output activation's range (a value loss)."""
+    from stalldoc.facts import ACTIVATION_RANGES
+
+    facts = ctx.facts
+    act = facts.model.output_activation
+    if facts.task is not None and facts.task.kind != "regression":
+        raise NotApplicable("only value targets can be rescaled: class labels and directions would change meaning")
+    if act not in ACTIVATION_RANGES or not all(np.isfinite(ACTIVATION_RANGES[act])):
+        raise NotApplicable(f"the output activation {act!r} has no bounded range to rescale the targets into")
+    low, high = ACTIVATION_RANGES[act]
+    rows = _training_targets(ctx)
+    lo, hi = float(rows.min()), float(rows.max())
+    if hi - lo <= 1e-12:
+        raise NotApplicable("the targets are constant")
+    a = low + HEAD_MARGIN * (high - low)
+    b = high - HEAD_MARGIN * (high - low)
+    return _with_targets(ctx, rows, lambda y: (a + (np.asarray(y, dtype=np.float64) - lo) * (b - a) / (hi - lo))
+                         .astype(np.float32))
+
+
+def _training_targets(ctx: Context) -> np.ndarray:
+    rows = np.concatenate([np.asarray(y, dtype=np.float64) for _, y in ctx.problem.batches])
+    if not np.all(np.isfinite(rows)):
+        raise NotApplicable("the targets hold NaN/Inf values")
+    return rows
+
+
+def _with_targets(ctx: Context, rows: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> Prepared:
+    """The problem with transformed targets, and its own floor and baseline, measured as the
+    probe measures them."""
     from stalldoc.probe.baseline import BASELINE_FIT_ROWS, constant_baseline
     from stalldoc.probe.instrument import activation_name
 
     p = ctx.problem
-    rows = np.concatenate([np.asarray(y, dtype=np.float64) for _, y in p.batches])
-    if not np.all(np.isfinite(rows)):
-        raise NotApplicable("the targets hold NaN/Inf values")
-    mean, std = rows.mean(axis=0), rows.std(axis=0)
-    std = np.where(std > 1e-8, std, 1.0)
-
-    def transform(y: np.ndarray) -> np.ndarray:
-        return ((np.asarray(y, dtype=np.float64) - mean) / std).astype(np.float32)
-
     eval_y = transform(p.eval_y)
-    try:  # the transformed problem's own floor and baseline, measured as the probe measures them
+    try:
         floor = float(ctx.step.scalar_loss(eval_y, eval_y))
     except Exception:  # noqa: BLE001 - a loss that cannot take targets as predictions
         floor = ctx.facts.loss.floor
@@ -232,6 +270,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Context], Prepared]] = {
     "zero-output-bias": _zero_output_bias,
     "standardize-x": _standardize_x,
     "standardize-y": _standardize_y,
+    "rescale-y-to-output": _rescale_y_to_output,
     "learning-rate-sweep": _learning_rate,
     "reinit-kernels": _reinit_kernels,
 }
@@ -280,6 +319,11 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     intervention that does not move the loss there is tried once more at the rate a short sweep
     finds best for it, against a control at that same rate (the data or weights are then the
     only difference): a fix that needs a workable learning rate to show is still the cause.
+
+    When an outcome finding (chance-level, unexplained-stall) has no testable suspect ranked
+    above it, the learning-rate sweep runs as an exploratory intervention: a rate >= 10x (or
+    <= 1/10) the model's own that trains creates a confirmed learning-rate-too-low (-too-high)
+    finding, appended to ``findings``.
     """
     from stalldoc.detectors import by_id
 
@@ -294,9 +338,10 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
             wanted.setdefault(name, []).append(f)
     for f in findings:
         f.confirmation = {"status": "not-tested", "reason": "no intervention tests this finding"}
-    if not wanted:
-        return []
     inverted = [f.id for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
+    explore = not inverted and EXPLORE not in wanted and _unexplained_outcome(findings)
+    if not wanted and not explore:
+        return []
     untestable: dict[str, str] = {}
     for name in wanted:
         spec = CATALOG[name]
@@ -311,7 +356,7 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
         for f in wanted[name]:
             f.confirmation = {"status": "not-tested", "intervention": CATALOG[name].label, "reason": reason}
     testable = [name for name in wanted if name not in untestable]
-    if not testable:
+    if not testable and not explore:
         return []  # nothing to run: no control either
     runs: list[RunResult] = []
     try:
@@ -351,9 +396,72 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
                     continue
             for f in group:
                 f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
+        if explore and time.perf_counter() - started <= budget_s:
+            if on_stage:
+                on_stage(f"confirming: {CATALOG[EXPLORE].label} (exploratory)")
+            try:
+                result, against = _try(ctx, CATALOG[EXPLORE], control, control_at, started, budget_s)
+            except NotApplicable:
+                pass  # a schedule, or every rate non-finite: nothing to explore
+            else:
+                runs.append(result)
+                created = _explored_finding(result, against)
+                if created is not None:
+                    result.for_findings = [created.id]
+                    findings.append(created)
     finally:
         step.restore(saved)
     return [r.to_dict() for r in runs]
+
+
+def _testable(name: str | None) -> bool:
+    return bool(name) and name in IMPLEMENTATIONS and not CATALOG[name].not_testable
+
+
+def _unexplained_outcome(findings: list[Finding]) -> bool:
+    """An outcome finding (chance-level, unexplained-stall) with no suspect ranked above it
+    whose intervention could be run: the stall's cause is not among the findings."""
+    from stalldoc.detectors import by_id
+
+    loud = set(map(id, suspects(findings)))
+    for f in findings:  # in ranked order
+        if f.id in OUTCOME_IDS:
+            return True
+        if id(f) in loud and _testable(getattr(by_id(f.id), "intervention", None)):
+            return False
+    return False
+
+
+def _explored_finding(result: RunResult, control: RunResult) -> Finding | None:
+    """The finding an exploratory sweep confirms: a rate >= 10x the model's own trains
+    (learning-rate-too-low) or one <= 1/10 of it does (learning-rate-too-high); else None."""
+    from stalldoc.detectors import by_id
+    from stalldoc.detectors.base import fmt
+
+    own, rate = control.learning_rate, result.learning_rate
+    if own is None or rate is None or not own > 0 or judge(result.progress, control.progress) != "confirmed":
+        return None
+    factor = rate / own
+    if factor >= EXPLORE_RATE_FACTOR * (1 - 1e-6):
+        fid, relation = "learning-rate-too-low", f"{factor:.3g}x the model's"
+    elif factor <= (1 + 1e-6) / EXPLORE_RATE_FACTOR:
+        fid, relation = "learning-rate-too-high", f"1/{1 / factor:.3g} of the model's"
+    else:
+        return None
+    swept = [r["learning_rate"] for r in result.sweep or []]
+    effect = result.progress - max(0.0, control.progress if math.isfinite(control.progress) else 0.0)
+    control_text = f"{fmt(control.progress * 100)}%" if math.isfinite(control.progress) else "non-finite"
+    finding = by_id(fid)().finding(
+        f"with learning rate {rate:g} ({relation} {own:g}) the loss moved {fmt(result.progress * 100)}% of "
+        f"the way to its floor in {result.steps} steps; at the model's {own:g}: {control_text} "
+        f"(found by a learning-rate sweep over {', '.join(f'{r:g}' for r in swept)}; no detector had fired)",
+        confidence=0.6 + 0.35 * min(1.0, max(0.0, effect) / 0.5),
+        evidence={"learning_rate": own, "trained_at": rate, "swept_rates": swept, "sweep": result.sweep,
+                  "progress": result.progress, "control_progress": control.progress, "steps": result.steps,
+                  "exploratory": True, "threshold": EXPLORE_RATE_FACTOR},
+    )
+    finding.confirmation = _confirmation("confirmed", CATALOG[EXPLORE], result, control)
+    return finding
 
 
 def _try(ctx: Context, spec: Intervention, control: RunResult, control_at, started: float,

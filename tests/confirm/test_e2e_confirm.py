@@ -91,3 +91,20 @@ def test_the_time_budget_stops_further_interventions_and_says_so():
     assert any("time budget" in note for note in report.facts.notes)
     no = diagnose_dataset(model, to_dataset(model, x, y), Options(confirm=False))
     assert no.interventions is None and all(f.confirmation is None for f in no.findings)
+
+
+def test_an_sgd_rate_no_detector_flags_gets_a_confirmed_learning_rate_too_low_from_the_sweep():
+    # Targets x10: the gradient is large enough that learning-rate-too-low's detector does not fire,
+    # and without the sweep the only finding is unexplained-stall.
+    x, y = regression()
+    report = stalldoc.diagnose(mlp(activation="tanh", optimizer=keras.optimizers.SGD(1e-4)), x, y * 10)
+    assert report.verdict == "stalled"
+    root = report.findings[0]
+    assert root.id == "learning-rate-too-low", [(f.id, f.confirmation) for f in report.findings]
+    assert root.evidence.get("exploratory") is True  # created by the sweep, not by the detector
+    c = root.confirmation
+    assert c["status"] == "confirmed" and c["learning_rate"] >= 10 * 1e-4 and c["progress"] >= 0.05
+    assert "the model's 0.0001" in root.message and root.evidence["swept_rates"][0] == 1e-5
+    assert "unexplained-stall" not in [f.id for f in report.findings]
+    sweep = next(run for run in report.interventions if run["name"] == "learning-rate-sweep")
+    assert sweep["findings"] == ["learning-rate-too-low"]

@@ -1,0 +1,55 @@
+"""The exploratory learning-rate sweep (issue 11, item 3): when only outcome findings explain a
+stall, a rate >= 10x (or <= 1/10) the model's own that trains creates the finding it confirms."""
+
+import math
+
+from stalldoc.confirm.run import RunResult, _explored_finding, _unexplained_outcome
+from stalldoc.findings import Finding, Severity
+from stalldoc.rank import rank
+
+SWEEP = [{"learning_rate": r, "progress": p} for r, p in
+         ((1e-5, 0.0), (1e-4, 0.0), (1e-3, 0.01), (1e-2, 0.2), (1e-1, 0.3), (1.0, -5.0))]
+
+
+def finding(fid, severity=Severity.WARNING):
+    return Finding(id=fid, severity=severity, confidence=0.7, message=fid, fix="")
+
+
+def run(progress, rate, sweep=None):
+    return RunResult(name="learning-rate-sweep", label="learning-rate sweep", progress=progress, initial=1.0,
+                     final=0.5, steps=20, curve=[], seconds=0.0, learning_rate=rate, sweep=sweep)
+
+
+def test_exploration_only_when_nothing_testable_ranks_above_an_outcome_finding():
+    assert _unexplained_outcome([finding("chance-level")])
+    assert _unexplained_outcome([finding("unexplained-stall")])
+    # saturated-activation has no testable intervention: the outcome is still unexplained
+    assert _unexplained_outcome([finding("saturated-activation"), finding("chance-level")])
+    assert not _unexplained_outcome([finding("unnormalized-input", Severity.ERROR), finding("chance-level")])
+    assert not _unexplained_outcome([finding("dead-relu")])  # no outcome finding: a cause is there
+
+
+def test_a_ten_times_larger_rate_that_trains_creates_a_confirmed_learning_rate_too_low():
+    created = _explored_finding(run(0.23, 1e-2, SWEEP), run(0.004, 1e-4))
+    assert created.id == "learning-rate-too-low" and created.severity == Severity.WARNING
+    assert created.confirmation["status"] == "confirmed" and created.confirmation["learning_rate"] == 1e-2
+    assert created.confirmation["control_learning_rate"] == 1e-4
+    assert "with learning rate 0.01 (100x the model's 0.0001)" in created.message
+    assert "23% of the way" in created.message and "at the model's 0.0001: 0.4%" in created.message
+    assert created.evidence["swept_rates"] == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    assert created.evidence["trained_at"] == 1e-2 and created.evidence["learning_rate"] == 1e-4
+    assert 0.6 < created.confidence < 0.99
+    ranked = rank([finding("chance-level"), created])
+    assert [f.id for f in ranked] == ["learning-rate-too-low", "chance-level"]
+
+
+def test_a_ten_times_smaller_rate_creates_learning_rate_too_high():
+    created = _explored_finding(run(0.5, 1e-2, SWEEP), run(-0.01, 1.0))
+    assert created.id == "learning-rate-too-high" and "1/100 of the model's 1" in created.message
+
+
+def test_no_finding_when_the_best_rate_is_near_the_models_or_nothing_trains():
+    assert _explored_finding(run(0.5, 1e-2, SWEEP), run(0.0, 3e-3)) is None  # 3.3x: not a clear change
+    assert _explored_finding(run(0.04, 1e-2, SWEEP), run(0.0, 1e-4)) is None  # below the moving threshold
+    assert _explored_finding(run(0.3, 1e-2, SWEEP), run(0.28, 1e-4)) is None  # the control moved as much
+    assert _explored_finding(run(0.5, 1e-2, SWEEP), run(math.nan, None)) is None  # a schedule: no own rate
