@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stalldoc.errors import StalldocError
-from stalldoc.options import FAIL_ON, unknown_ids
+from stalldoc.options import FAIL_ON, unknown_ids, validated_thresholds
 
 KEYS = ("steps", "max-steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "confirm", "budget",
         "detectors")
@@ -141,27 +141,14 @@ def _ids(value: Any, bad) -> list[str]:
 
 
 def _thresholds(value: Any, path: str, where: str) -> dict[str, dict[str, float]]:
-    from stalldoc.detectors import by_id
-
     base = "tool.stalldoc.detectors" if where == TABLE else "detectors"
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: [{base}] must be a table of [{base}.<id>] tables")
-    result: dict[str, dict[str, float]] = {}
-    for detector_id, overrides in value.items():
-        name = f"{path}: [{base}.{detector_id}]"
-        try:
-            cls = by_id(detector_id)
-        except KeyError:
-            raise ConfigError(f"{name} unknown finding id {detector_id!r} (see `stalldoc detectors`)") from None
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"{name} must be a table of threshold = number")
-        try:
-            detector = cls(**overrides)
-        except ValueError as exc:
-            message = str(exc).removeprefix(f"{detector_id}: ")
-            raise ConfigError(f"{name} {message}") from None
-        result[detector_id] = {k: detector.t[k] for k in overrides}
-    return result
+
+    def fail(detector_id: str, problem: str, known_id: bool) -> ConfigError:
+        return ConfigError(f"{path}: [{base}.{detector_id}] {problem}")
+
+    return validated_thresholds(value, fail)
 
 
 def _relative_loss(spec: str, path: str) -> str:

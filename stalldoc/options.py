@@ -104,23 +104,34 @@ def unknown_ids(ids: list[str]) -> list[str]:
 
 def check_thresholds(value: Mapping[str, Mapping[str, Any]] | None, where: str) -> dict[str, dict[str, float]]:
     """``{finding id: {threshold name: number}}``, each name a threshold of that detector."""
-    from stalldoc.detectors import by_id
-
     if not value:
         return {}
     if not isinstance(value, Mapping):
         raise InputError(f"{where}: expected a table of <finding id> = {{threshold = number}}")
+
+    def fail(detector_id: str, problem: str, known_id: bool) -> InputError:
+        return InputError(f"{where}: {detector_id}: {problem}" if known_id else f"{where}: {problem}")
+
+    return validated_thresholds(value, fail)
+
+
+def validated_thresholds(value: Mapping[str, Any], fail) -> dict[str, dict[str, float]]:
+    """The one check of threshold overrides, for the API and the configuration file alike:
+    each id a detector's, each table its thresholds with numbers (``Detector.__init__``
+    coerces and rejects). ``fail(detector_id, problem, known_id)`` builds the error to raise."""
+    from stalldoc.detectors import by_id
+
     result: dict[str, dict[str, float]] = {}
     for detector_id, overrides in value.items():
         try:
             cls = by_id(detector_id)
         except KeyError:
-            raise InputError(f"{where}: unknown finding id {detector_id!r} (see `stalldoc detectors`)") from None
+            raise fail(detector_id, f"unknown finding id {detector_id!r} (see `stalldoc detectors`)", False) from None
         if not isinstance(overrides, Mapping):
-            raise InputError(f"{where} {detector_id}: must be a table of threshold = number")
+            raise fail(detector_id, "must be a table of threshold = number", True)
         try:
             detector = cls(**dict(overrides))
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{where}: {exc}") from None
+            raise fail(detector_id, str(exc).removeprefix(f"{detector_id}: "), True) from None
         result[detector_id] = {k: detector.t[k] for k in overrides}
     return result
