@@ -21,6 +21,7 @@ from stalldoc.inputs.data import Dataset, array_facts, prepare_probe_sample, pro
 from stalldoc.inputs.losses import ResolvedLoss
 from stalldoc.probe.baseline import (
     BASELINE_FIT_ROWS,
+    CROSS_ENTROPIES,
     ZERO_FLOOR_LOSSES,
     accuracy,
     chance_accuracy,
@@ -272,7 +273,19 @@ def _baseline(loss: ResolvedLoss, dataset: Dataset, indices: np.ndarray, batch: 
     if not (np.all(np.isfinite(y_fit)) and np.all(np.isfinite(eval_y))):
         return None
     out_act = activation_name(model.layers[-1]) if getattr(model, "layers", None) else None
-    return constant_baseline(loss.fn, y_fit, eval_y, initial_pred.shape[1:], out_act, seed=0)
+    shape = initial_pred.shape[1:]
+    through_head = constant_baseline(loss.fn, y_fit, eval_y, shape, out_act, seed=0)
+    kind, _ = loss_identity(loss.fn)
+    labels = bool(np.all((y_fit == 0) | (y_fit == 1)))
+    if out_act in (None, "linear") or kind in CROSS_ENTROPIES or labels:
+        return through_head
+    # Value and direction targets: the best constant is judged whatever the head can output, so
+    # a head whose range cannot reach the targets (ReLU for signed targets, sigmoid for 0..100)
+    # does not lower the bar. Class probabilities keep the head (clipped cross-entropies can be
+    # gamed by constants outside [0, 1]).
+    free = constant_baseline(loss.fn, y_fit, eval_y, shape, None, seed=0)
+    candidates = [b for b in (through_head, free) if b is not None]
+    return min(candidates) if candidates else None
 
 
 def _measure_task(facts: Facts, eval_y: np.ndarray, initial_pred: np.ndarray, final_pred: np.ndarray) -> None:
