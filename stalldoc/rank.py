@@ -2,8 +2,9 @@
 
 Measured evidence first: a finding the confirm stage *confirmed* (its fix made the loss move)
 ranks first, the largest effect first. A *refuted* one (its fix changed nothing) explains
-nothing and comes after its unconfirmed peers. For the rest the static ``explains`` graph and
-the causal order are the prior.
+nothing and comes after its unconfirmed peers, but still before the outcome findings of the
+same severity (what the loss did is never its own cause). For the rest the static
+``explains`` graph and the causal order are the prior.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def rank(findings: list[Finding]) -> list[Finding]:
 
     def key(f: Finding) -> tuple:
         confirmed = status(f) == "confirmed"
-        return (not confirmed, -effect(f) if confirmed else 0.0, explained(f), -int(f.severity),
+        # An outcome (chance-level, unexplained-stall) says what the loss did, not why: a cause
+        # of the same severity comes first even when a bounded test of its fix failed.
+        outcome = by_id(f.id).area == "outcome"
+        return (not confirmed, -effect(f) if confirmed else 0.0, explained(f), -int(f.severity), outcome,
                 status(f) == "refuted", causal_position(f.id), -f.confidence)
 
     return sorted(findings, key=key)

@@ -120,3 +120,15 @@ def test_dead_relu_ranks_before_the_zero_predictions_and_gradient_blowup_it_caus
                                                     ("zero-norm-target", Severity.WARNING),
                                                     ("dead-relu", Severity.WARNING)]]
     assert [f.id for f in rank(found)] == ["dead-relu", "zero-norm-target", "exploding-gradient"]
+
+
+def test_a_refuted_cause_still_ranks_before_the_outcome_it_would_explain():
+    # A learning-rate sweep that tops out below the rate a model needs refutes its finding,
+    # but "the loss is at chance" is what happened, not why: the cause stays first.
+    cause = Finding(id="learning-rate-too-low", severity=Severity.WARNING, confidence=0.6, message="", fix="",
+                    confirmation={"status": "refuted", "progress": 0.0, "control_progress": 0.0})
+    outcome = Finding(id="chance-level", severity=Severity.WARNING, confidence=0.7, message="", fix="")
+    assert [f.id for f in rank([outcome, cause])] == ["learning-rate-too-low", "chance-level"]
+    confirmed = Finding(id="dead-relu", severity=Severity.WARNING, confidence=0.5, message="", fix="",
+                        confirmation={"status": "confirmed", "progress": 0.4, "control_progress": 0.0})
+    assert [f.id for f in rank([outcome, cause, confirmed])][0] == "dead-relu"
