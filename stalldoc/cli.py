@@ -32,47 +32,61 @@ def main() -> None:
 
     \b
     stalldoc check model.keras data.npz     diagnose (exit 0 clean, 1 findings, 2 error)
+    stalldoc run -- python train.py         diagnose a training script at its first fit()
     stalldoc explain vanishing-gradient     what a finding means and how to fix it
     stalldoc detectors                      list every detector
     """
 
 
+# The options `check` and `run` share: one definition, the same help, the same Options.merged.
+_DIAGNOSIS_OPTIONS = (
+    click.option("--loss", "loss_spec", default=None, metavar="SPEC",
+                  help="auto | compiled | cosine | keras-cosine | a Keras loss name | FILE.py:FUNC | MODULE:FUNC"
+                       f"  [default: {DEFAULT.loss}]"),
+    click.option("--steps", type=int, default=None, help=f"instrumented training steps  [default: {DEFAULT.steps}]"),
+    click.option("--max-steps", type=int, default=None,
+                  help="while the loss's trend is undecided the probe runs more steps, up to this many"
+                       "  [default: 8 x --steps; = --steps for a fixed horizon]"),
+    click.option("--batch-size", type=int, default=None, help=f"samples per step  [default: {DEFAULT.batch_size}]"),
+    click.option("--seed", type=int, default=None, help=f"random seed  [default: {DEFAULT.seed}]"),
+    click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github", "markdown"]),
+                  default=None, help="report format  [default: text; github under GitHub Actions]"),
+    click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+                  help="write the report to FILE instead of stdout"),
+    click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+                  help=f"lowest severity that makes the exit code 1  [default: {DEFAULT.fail_on}]"),
+    click.option("--exit-zero", is_flag=True, help="exit 0 even with findings (errors still exit 2)"),
+    click.option("--select", default=None, metavar="IDS", help="run only these detectors (comma-separated ids)"),
+    click.option("--ignore", default=None, metavar="IDS", help="never run these detectors (comma-separated ids)"),
+    click.option("--config", "config_path", default=None, metavar="FILE",
+                  help="read settings from FILE instead of the nearest pyproject.toml's [tool.stalldoc]"),
+    click.option("--isolated", is_flag=True, help="ignore configuration files"),
+    click.option("--export-svg", default=None, metavar="FILE", help="also save the terminal report as an SVG picture"),
+    click.option("--export-html", default=None, metavar="FILE", help="also save the terminal report as an HTML page"),
+    click.option("--confirm/--no-confirm", "confirm", default=None,
+                  help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
+                       "against a control, and rank by the measured effect  [default: on]"),
+    click.option("--budget", type=float, default=None, metavar="SECONDS",
+                  help=f"time for those re-runs in all  [default: {DEFAULT.budget:g}]"),
+    click.option("-q", "--quiet", is_flag=True, help="no progress on stderr"),
+    click.option("--debug", is_flag=True, help="show tracebacks on errors"),
+)
+
+
+def diagnosis_options(command):
+    """Decorate ``command`` with the diagnosis options (in ``--help`` order)."""
+    for option in reversed(_DIAGNOSIS_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=True))
 @click.argument("data", type=click.Path(dir_okay=True))
-@click.option("--loss", "loss_spec", default=None, metavar="SPEC",
-              help="auto | compiled | cosine | keras-cosine | a Keras loss name | FILE.py:FUNC | MODULE:FUNC"
-                   f"  [default: {DEFAULT.loss}]")
-@click.option("--steps", type=int, default=None, help=f"instrumented training steps  [default: {DEFAULT.steps}]")
-@click.option("--max-steps", type=int, default=None,
-              help="while the loss's trend is undecided the probe runs more steps, up to this many"
-                   "  [default: 8 x --steps; = --steps for a fixed horizon]")
-@click.option("--batch-size", type=int, default=None, help=f"samples per step  [default: {DEFAULT.batch_size}]")
-@click.option("--seed", type=int, default=None, help=f"random seed  [default: {DEFAULT.seed}]")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github", "markdown"]),
-              default=None, help="report format  [default: text; github under GitHub Actions]")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="write the report to FILE instead of stdout")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
-              help=f"lowest severity that makes the exit code 1  [default: {DEFAULT.fail_on}]")
-@click.option("--exit-zero", is_flag=True, help="exit 0 even with findings (errors still exit 2)")
-@click.option("--select", default=None, metavar="IDS", help="run only these detectors (comma-separated ids)")
-@click.option("--ignore", default=None, metavar="IDS", help="never run these detectors (comma-separated ids)")
-@click.option("--config", "config_path", default=None, metavar="FILE",
-              help="read settings from FILE instead of the nearest pyproject.toml's [tool.stalldoc]")
-@click.option("--isolated", is_flag=True, help="ignore configuration files")
-@click.option("--export-svg", default=None, metavar="FILE", help="also save the terminal report as an SVG picture")
-@click.option("--export-html", default=None, metavar="FILE", help="also save the terminal report as an HTML page")
-@click.option("--confirm/--no-confirm", "confirm", default=None,
-              help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
-                   "against a control, and rank by the measured effect  [default: on]")
-@click.option("--budget", type=float, default=None, metavar="SECONDS",
-              help=f"time for those re-runs in all  [default: {DEFAULT.budget:g}]")
+@diagnosis_options
 @click.option("--x-key", default=None, help="name of the inputs array in DATA")
 @click.option("--y-key", default=None, help="name of the targets array in DATA")
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
-@click.option("-q", "--quiet", is_flag=True, help="no progress on stderr")
-@click.option("--debug", is_flag=True, help="show tracebacks on errors")
 def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
           confirm, budget, x_key, y_key, unsafe, quiet, debug) -> None:
@@ -82,20 +96,10 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
     from stalldoc.pipeline import check_files
     from stalldoc.report.live import Progress
 
-    if fmt is None:
-        fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
-    config = _load_config(config_path, isolated, debug)
-    try:
-        options = Options.merged(config, loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size,
-                                 seed=seed, fail_on=fail_on, select=select, ignore=ignore,
-                                 unsafe=unsafe or None, confirm=confirm, budget=budget)
-    except StalldocError as exc:
-        _fail(str(exc))
-    for target in (output, export_svg, export_html):
-        # Before the probe runs, not after: a typo in -o should not cost a diagnosis.
-        parent = os.path.dirname(os.path.abspath(target)) if target else None
-        if parent and not os.path.isdir(parent):
-            _fail(f"{target}: cannot write there: directory {parent} does not exist")
+    fmt, options = _settings(fmt, config_path, isolated, debug, (output, export_svg, export_html),
+                             loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                             fail_on=fail_on, select=select, ignore=ignore, unsafe=unsafe or None,
+                             confirm=confirm, budget=budget)
     progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
     try:
         with progress:
@@ -108,7 +112,76 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
     except Exception as exc:  # noqa: BLE001 - never a bare traceback
         _fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
               "(rerun with --debug for the traceback)", debug)
+    sys.exit(_finish(report, fmt, output, options, exit_zero, export_svg, export_html, debug))
 
+
+@main.command(context_settings={"allow_interspersed_args": False})
+@diagnosis_options
+@click.option("--then", "then", type=click.Choice(["stop", "continue"]), default="stop", show_default=True,
+              help="after the diagnosis: stop the script (a gate costs seconds) or let fit train")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(command, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
+        select, ignore, config_path, isolated, export_svg, export_html, confirm, budget, quiet, debug,
+        then) -> None:
+    """Run COMMAND (e.g. python train.py) unchanged; diagnose its model at the first fit().
+
+    \b
+    stalldoc run -- python train.py --epochs 1
+    stalldoc run --format json -o report.json --then continue -- python train.py
+
+    The live compiled model, its loss and optimizer, and a few batches of what fit was given
+    (arrays, tf.data, a generator, a PyDataset) are diagnosed as `check` would; the exit code is
+    the diagnosis' 0/1/2. A script that fails before fit exits with its own code; one that never
+    calls fit exits 2. The script's output goes to stderr while the report goes to stdout.
+    """
+    from stalldoc.integrations.run import run_command, script_name
+
+    fmt, options = _settings(fmt, config_path, isolated, debug, (output, export_svg, export_html),
+                             loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                             fail_on=fail_on, select=select, ignore=ignore, confirm=confirm, budget=budget)
+    try:
+        outcome = run_command(command, options, then=then, quiet=quiet,
+                              child_stdout_to_stderr=output is None)
+    except StalldocError as exc:
+        _fail(str(exc), debug)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback
+        _fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(rerun with --debug for the traceback)", debug)
+    if outcome.report is None:
+        click.echo(f"stalldoc: error: {outcome.message}", err=True)
+        sys.exit(outcome.code)
+    code = _finish(outcome.report, fmt, output, options, exit_zero, export_svg, export_html, debug)
+    if outcome.returncode != 0:
+        # Only with --then continue: the script failed after the diagnosis; its code, never hidden.
+        click.echo(f"stalldoc: error: {script_name(command)} exited {outcome.returncode} after the diagnosis",
+                   err=True)
+        code = outcome.returncode if outcome.returncode > 0 else EXIT_ERROR
+    sys.exit(code)
+
+
+def _settings(fmt, config_path, isolated, debug, targets, **flags) -> tuple[str, Options]:
+    """The report format and the merged Options (defaults <- config <- flags); a bad one exits 2."""
+    import os
+
+    if fmt is None:
+        fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    config = _load_config(config_path, isolated, debug)
+    try:
+        options = Options.merged(config, **flags)
+    except StalldocError as exc:
+        _fail(str(exc))
+    for target in targets:
+        # Before the probe runs, not after: a typo in -o should not cost a diagnosis.
+        parent = os.path.dirname(os.path.abspath(target)) if target else None
+        if parent and not os.path.isdir(parent):
+            _fail(f"{target}: cannot write there: directory {parent} does not exist")
+    return fmt, options
+
+
+def _finish(report, fmt, output, options, exit_zero, export_svg, export_html, debug) -> int:
+    """Render the report and return the exit code (2 when a detector crashed)."""
     try:
         _emit(report, fmt, output, options.fail_on, export_svg, export_html)
     except Exception as exc:  # noqa: BLE001 - a renderer bug is an internal error (exit 2), not a traceback
@@ -117,8 +190,8 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
     if report.errors:
         click.echo(f"stalldoc: error: {len(report.errors)} detector(s) crashed: "
                    + ", ".join(e.detector for e in report.errors), err=True)
-        sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_OK if exit_zero else report.exit_code(options.fail_on))
+        return EXIT_ERROR
+    return EXIT_OK if exit_zero else report.exit_code(options.fail_on)
 
 
 def _complete_ids(ctx, param, incomplete: str) -> list[str]:

@@ -1,0 +1,405 @@
+"""``stalldoc run -- python train.py ...``: gate a training script at its first ``fit()``.
+
+The parent (``run_command``) starts the user's command unchanged, with
+``stalldoc/integrations/boot`` first on the child's ``PYTHONPATH``. Its ``sitecustomize`` (chained
+to any existing one; nothing is written into the user's tree) patches ``keras.Model.fit`` once
+the script imports Keras. At the first ``fit`` the child (``install`` / ``_first_fit``) reads a
+few batches from whatever ``fit`` was given (arrays, a ``tf.data.Dataset``, a Python generator,
+a ``keras.utils.PyDataset``), diagnoses the live compiled model with its own loss object and
+optimizer (``stalldoc.api.preserved`` restores the weights), writes the report as JSON to a
+file the parent named, and then stops the script (``--then stop``) or lets ``fit`` train
+(``--then continue``; a generator's batches already read are yielded again first).
+
+The parent renders the report as ``check`` does; the child's output passes through (to stderr
+while the report itself goes to stdout, so ``--format json > report.json`` stays parseable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stalldoc.errors import InputError, StalldocError, one_line
+from stalldoc.findings import EXIT_ERROR
+from stalldoc.options import Options
+
+THEN = ("stop", "continue")
+
+# Rows diagnosed: arrays are sampled (seeded) up to ARRAY_SAMPLES; a stream is read batch after
+# batch until STREAM_SAMPLES rows or MAX_BATCHES batches, whichever comes first.
+ARRAY_SAMPLES = 2048
+STREAM_SAMPLES = 512
+MAX_BATCHES = 64
+
+BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot")
+HOME = os.path.dirname(os.path.dirname(os.path.dirname(BOOT)))  # the folder that holds the stalldoc package
+
+
+# ---------------------------------------------------------------------------------- the parent
+
+
+@dataclass
+class Outcome:
+    """What the child did: a report (a ``Report``), or an error line and an exit code."""
+
+    report: Any = None
+    message: str | None = None
+    code: int = 0
+    returncode: int = 0
+
+
+def script_name(command: Sequence[str]) -> str:
+    """How messages name the command: ``train.py`` for ``python train.py``, the module for ``-m``."""
+    args = list(command)
+    if args and os.path.basename(args[0]).lower().startswith("python"):
+        rest = args[1:]
+        for i, arg in enumerate(rest):
+            if arg == "-m" and i + 1 < len(rest):
+                return rest[i + 1]
+            if arg == "-c":
+                return f"{os.path.basename(args[0])} -c"
+            if not arg.startswith("-"):
+                return os.path.basename(arg)
+    return os.path.basename(args[0]) if args else "the command"
+
+
+def run_command(command: Sequence[str], options: Options, *, then: str = "stop", quiet: bool = False,
+                child_stdout_to_stderr: bool = True) -> Outcome:
+    """Run ``command`` with stalldoc injected and return what happened at its first ``fit()``."""
+    if then not in THEN:
+        raise InputError(f"--then must be one of {', '.join(THEN)}, got {then!r}")
+    if not command:
+        raise InputError("no command to run: stalldoc run [options] -- python train.py ...")
+    name = script_name(command)
+    workdir = tempfile.mkdtemp(prefix="stalldoc-run-")
+    try:
+        spec_path = os.path.join(workdir, "spec.json")
+        result_path = os.path.join(workdir, "result.json")
+        with open(spec_path, "w", encoding="utf-8") as fh:
+            json.dump({"options": dataclasses.asdict(options), "then": then, "quiet": quiet, "script": name,
+                       "result": result_path, "home": HOME}, fh)
+        env = dict(os.environ)
+        env["STALLDOC_RUN"] = spec_path
+        env["PYTHONPATH"] = os.pathsep.join([BOOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        try:
+            returncode = _spawn(list(command), env, child_stdout_to_stderr)
+        except FileNotFoundError:
+            raise InputError(f"{command[0]}: command not found") from None
+        except PermissionError:
+            raise InputError(f"{command[0]}: permission denied") from None
+        return _outcome(name, returncode, result_path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _outcome(name: str, returncode: int, result_path: str) -> Outcome:
+    try:
+        with open(result_path, encoding="utf-8") as fh:
+            result = json.load(fh)
+    except FileNotFoundError:
+        result = None
+    except (OSError, ValueError) as exc:
+        return Outcome(message=f"internal error: cannot read the child's report ({one_line(exc)})",
+                       code=EXIT_ERROR, returncode=returncode)
+    if result is None:
+        if returncode < 0:
+            return Outcome(message=f"{name} was killed by signal {-returncode} before calling fit",
+                           code=EXIT_ERROR, returncode=returncode)
+        if returncode != 0:
+            return Outcome(message=f"{name} exited {returncode} before calling fit", code=returncode,
+                           returncode=returncode)
+        return Outcome(message=f"{name} exited 0 without calling fit (stalldoc run diagnoses at the first "
+                               "keras Model.fit)", code=EXIT_ERROR, returncode=returncode)
+    if result.get("status") != "diagnosed":
+        return Outcome(message=result.get("message") or "internal error in the child", code=EXIT_ERROR,
+                       returncode=returncode)
+    from stalldoc.findings import Report
+
+    return Outcome(report=Report.from_dict(result["report"]), returncode=returncode)
+
+
+def _spawn(command: list[str], env: dict[str, str], stdout_to_stderr: bool) -> int:
+    """Run the child with its output passed through: by file descriptor when we have real ones
+    (a terminal stays a terminal), else copied line by line (e.g. under click's CliRunner)."""
+    out_stream = sys.stderr if stdout_to_stderr else sys.stdout
+    try:
+        out_fd, err_fd = out_stream.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        out_fd = err_fd = None
+    if out_fd is not None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        return subprocess.call(command, env=env, stdout=out_fd, stderr=err_fd)
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pumps = [threading.Thread(target=_pump, args=(pipe, stream), daemon=True)
+             for pipe, stream in ((child.stdout, out_stream), (child.stderr, sys.stderr))]
+    for pump in pumps:
+        pump.start()
+    returncode = child.wait()
+    for pump in pumps:
+        pump.join()
+    return returncode
+
+
+def _pump(pipe, stream) -> None:
+    for line in iter(pipe.readline, b""):
+        stream.write(line.decode("utf-8", "replace"))
+        stream.flush()
+    pipe.close()
+
+
+# ---------------------------------------------------------------------------------- the child
+
+
+def install(spec_path: str) -> None:
+    """Patch ``keras.Model.fit`` (which ``tf.keras.Model`` is, with Keras 3) to diagnose at the first call."""
+    import functools
+    import inspect
+
+    import keras
+
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    original = keras.Model.fit
+    signature = inspect.signature(original)
+    state = {"done": False}
+
+    @functools.wraps(original)
+    def fit(self, *args, **kwargs):
+        if state["done"]:
+            return original(self, *args, **kwargs)
+        state["done"] = True
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return original(self, *args, **kwargs)  # Keras says what is wrong with the call
+        replacement = _first_fit(self, bound.arguments, spec)
+        if replacement is not None:
+            bound.arguments["x"] = replacement
+        return original(*bound.args, **bound.kwargs)
+
+    keras.Model.fit = fit
+
+
+def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
+    """Diagnose, write the result, then stop the process or return the ``x`` fit should train on
+    (a generator standing in for one partly read; None: unchanged)."""
+    reader = _Reader(arguments.get("x"), arguments.get("y"))
+    try:
+        options = Options(**spec["options"])
+        options.validate()
+        result = {"status": "diagnosed", "report": _diagnose(model, reader, options, spec).to_dict()}
+    except StalldocError as exc:
+        result = {"status": "error", "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one line in the parent, never a traceback
+        result = {"status": "error",
+                  "message": f"internal error: {type(exc).__name__}: {one_line(exc)} (in the child, at fit)"}
+    with open(spec["result"], "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+    if spec["then"] == "stop":
+        if not spec.get("quiet"):
+            print(f"stalldoc: stopping {spec['script']} at its first fit (--then stop)", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # no training, no teardown: a gate costs seconds
+    return reader.replacement()
+
+
+def _diagnose(model, reader: _Reader, options: Options, spec: Mapping[str, Any]):
+    from stalldoc.api import preserved, to_dataset
+    from stalldoc.pipeline import diagnose_dataset
+    from stalldoc.report.live import Progress
+
+    x, y = reader.read(options.seed)
+    _ensure_built(model, x)
+    dataset = to_dataset(model, x, y)
+    dataset.path = f"{spec['script']}: fit data ({reader.kind}, {dataset.samples} samples{reader.note})"
+    label = f"{spec['script']}: model {model.name!r}"
+    if not spec.get("quiet"):
+        print(f"stalldoc: diagnosing {label} at its first fit, on {dataset.samples} samples of {reader.kind}",
+              file=sys.stderr, flush=True)
+    progress = Progress(enabled=not spec.get("quiet"), total=options.steps, label=model.name)
+    with progress, preserved(model):
+        return diagnose_dataset(model, dataset, options, model_path=label,
+                                on_stage=progress.stage, on_step=progress.step)
+
+
+def _ensure_built(model, x) -> None:
+    """A Sequential model without an Input is built by fit's first batch; build it on one row."""
+    if getattr(model, "built", True) and _has_inputs(model):
+        return
+    first = _rows(x, slice(0, 1))
+    try:
+        model(first, training=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"model {model.name!r}: cannot be built on the fit data ({one_line(exc)})") from None
+
+
+def _has_inputs(model) -> bool:
+    try:
+        return bool(model.inputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Reader:
+    """Reads only what the diagnosis needs from fit's ``x``/``y``, and keeps what a generator yielded."""
+
+    def __init__(self, x, y) -> None:
+        self.x, self.y = x, y
+        self.kind = _kind(x)
+        self.note = ""
+        self.consumed: list = []  # batches taken from a one-shot iterator
+        self.exhausted = False
+
+    def read(self, seed: int):
+        x, y = self.x, self.y
+        if x is None:
+            raise InputError("fit was called without x: nothing to diagnose on")
+        if self.kind == "arrays":
+            if y is None:
+                raise InputError("fit was given inputs but no targets (y): stalldoc needs (x, y)")
+            return _sample(x, y, ARRAY_SAMPLES, seed)
+        batches = self._batches()
+        if not batches:
+            raise InputError(f"the fit data ({self.kind}) yielded no batch")
+        self.note = f", the first {len(batches)} batches"
+        return _concat([_pair(b, self.kind) for b in batches])
+
+    def _batches(self) -> list:
+        import keras
+
+        x = self.x
+        out: list = []
+        rows = 0
+        if isinstance(x, keras.utils.PyDataset):
+            count = getattr(x, "num_batches", None)
+            i = 0
+            while rows < STREAM_SAMPLES and len(out) < MAX_BATCHES and (count is None or i < count):
+                try:
+                    batch = x[i]
+                except IndexError:
+                    break
+                out.append(batch)
+                rows += _batch_rows(batch)
+                i += 1
+            return out
+        if _is_tf_dataset(x):
+            iterator = iter(x)  # a fresh iterator: fit reads the pipeline again from its start
+        else:
+            iterator = x
+        while rows < STREAM_SAMPLES and len(out) < MAX_BATCHES:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                self.exhausted = True
+                break
+            if iterator is x:
+                self.consumed.append(batch)
+            out.append(batch)
+            rows += _batch_rows(batch)
+        return out
+
+    def replacement(self):
+        """For ``--then continue``: the one-shot iterator with the batches read put back in front."""
+        if not self.consumed:
+            return None
+        consumed, rest, exhausted = self.consumed, self.x, self.exhausted
+
+        def again():
+            yield from consumed
+            if not exhausted:
+                yield from rest
+
+        return again()
+
+
+def _kind(x) -> str:
+    import inspect
+
+    import keras
+
+    if x is None:
+        return "nothing"
+    if isinstance(x, keras.utils.PyDataset):
+        return "a keras PyDataset"
+    if _is_tf_dataset(x):
+        return "a tf.data.Dataset"
+    if inspect.isgenerator(x) or hasattr(x, "__next__"):
+        return "a Python generator"
+    return "arrays"
+
+
+def _is_tf_dataset(x) -> bool:
+    return hasattr(x, "element_spec") and hasattr(x, "take") and hasattr(x, "__iter__")
+
+
+def _pair(batch, kind: str):
+    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+        raise InputError(f"the fit data ({kind}) yields batches without targets; stalldoc needs (x, y) pairs")
+    return _numpy(batch[0]), _numpy(batch[1])
+
+
+def _numpy(value):
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {k: np.asarray(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [np.asarray(v) for v in value]
+    return np.asarray(value)
+
+
+def _batch_rows(batch) -> int:
+    import numpy as np
+
+    first = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+    while isinstance(first, (list, tuple, Mapping)) and first:
+        first = next(iter(first.values())) if isinstance(first, Mapping) else first[0]
+    shape = np.shape(first)
+    return int(shape[0]) if shape else 1
+
+
+def _concat(pairs):
+    import numpy as np
+
+    xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+    first = xs[0]
+    if isinstance(first, Mapping):
+        x = {k: np.concatenate([b[k] for b in xs]) for k in first}
+    elif isinstance(first, list):
+        x = [np.concatenate([b[i] for b in xs]) for i in range(len(first))]
+    else:
+        x = np.concatenate(xs)
+    return x, np.concatenate(ys)
+
+
+def _rows(x, index):
+    import numpy as np
+
+    if isinstance(x, Mapping):
+        return {k: np.asarray(v)[index] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(v)[index] for v in x]
+    return np.asarray(x)[index]
+
+
+def _sample(x, y, n: int, seed: int):
+    """``n`` rows drawn at random (the same rows of x and y), in their stored order."""
+    import numpy as np
+
+    y = np.asarray(y)
+    total = len(y)
+    if total <= n:
+        return _rows(x, slice(None)), y
+    idx = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    return _rows(x, idx), y[idx]
