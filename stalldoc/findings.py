@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from stalldoc.facts import Facts
 
@@ -236,6 +238,9 @@ class Report:
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Every counterfactual run of the confirm stage, the control first (additive; None: not run).
     interventions: list[dict[str, Any]] | None = None
+    # The JSON's per-layer series as read back by ``from_dict`` (a report built from facts
+    # computes them from its facts instead: see ``layer_series``).
+    layers: list[dict[str, Any]] | None = None
 
     def blocking(self, fail_on: Severity | str | None = Severity.WARNING) -> list[Finding]:
         """Findings at or above ``fail_on`` — what a CI gate fails on (none for ``never``)."""
@@ -269,7 +274,78 @@ class Report:
         }
         if self.interventions is not None:
             out["interventions"] = _jsonable(self.interventions)
+        layers = self.layer_series()
+        if layers:
+            out["layers"] = _jsonable(layers)
         return out
+
+    def layer_series(self) -> list[dict[str, Any]]:
+        """Per layer, input side first: what the probe measured at each step (the JSON's
+        ``layers``). From the facts when the report has them, else as read back from JSON.
+
+        ``grad_rms`` and ``update_ratio`` are those of the layer's kernel (None for a layer
+        without one), per step; ``grad_rms`` is the gradient norm / sqrt(size), as the
+        vanishing-gradient detector measures it. ``saturated_fraction`` is per step for
+        saturating layers; ``dead_fraction`` is the share of a ReLU-family layer's units
+        active on fewer samples than dead-relu's ``min_active_rate`` (as the diagnosis ran it).
+        """
+        if self.facts is None:
+            return list(self.layers or [])
+        if not self.facts.layers:
+            return []
+        from stalldoc.report._common import threshold
+
+        dead_below = threshold(self, "dead-relu", "min_active_rate")
+        kernels: dict[str, Any] = {}
+        for v in self.facts.variables:  # a layer's kernel: the one named "kernel", else its first
+            current = kernels.get(v.layer)
+            if v.is_kernel and (current is None or (v.path.endswith("/kernel")
+                                                    and not current.path.endswith("/kernel"))):
+                kernels[v.layer] = v
+        out = []
+        for lf in self.facts.layers:
+            kernel = kernels.get(lf.name)
+            connected = kernel is not None and not kernel.grad_is_none and kernel.grad_norm.size
+            entry: dict[str, Any] = {
+                "name": lf.name, "type": lf.class_name, "activation": lf.activation, "index": lf.index,
+                "kernel": kernel.path if kernel is not None else None,
+                "grad_rms": [float(g) / math.sqrt(max(1, kernel.size)) for g in kernel.grad_norm]
+                if connected else None,
+                "update_ratio": [float(u) for u in kernel.update_ratio] if connected else None,
+                "activation_mean": [float(m) for m in lf.output_mean],
+                "activation_std": [float(s) for s in lf.output_std],
+            }
+            if lf.saturated_fraction is not None:
+                entry["saturated_fraction"] = [float(f) for f in lf.saturated_fraction]
+            if lf.unit_active_rate is not None and lf.unit_active_rate.size:
+                entry["dead_fraction"] = float(np.mean(lf.unit_active_rate < dead_below))
+            out.append(entry)
+        return out
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the HTML report's content (``--format html``), without the page around it."""
+        from stalldoc.report.html import fragment
+
+        return fragment(self)
+
+    def __rich__(self) -> Any:
+        """rich consoles: the terminal report."""
+        from stalldoc.report.text import build
+
+        return build(self)
+
+    def plot(self, name: str | None = None) -> Any:
+        """The HTML report's plots as matplotlib figures: a dict by name (``loss``, ``grad_rms``,
+        ``grad_heatmap``, ``fractions``; the per-layer ones when measured), or the one ``name``d.
+        Needs matplotlib (``pip install 'stalldoc[html]'``)."""
+        from stalldoc.report.html import figures
+
+        figs = figures(self)
+        if name is None:
+            return figs
+        if name not in figs:
+            raise KeyError(f"no {name!r} plot in this report (it has: {', '.join(figs)})")
+        return figs[name]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
@@ -294,6 +370,7 @@ class Report:
             skipped=[Skipped(s["detector"], s["reason"]) for s in doc.get("skipped", [])],
             errors=[DetectorError(e["detector"], e["error"]) for e in doc.get("errors", [])],
             interventions=list(doc["interventions"]) if doc.get("interventions") is not None else None,
+            layers=list(doc["layers"]) if doc.get("layers") is not None else None,
         )
 
 

@@ -64,6 +64,8 @@ SCHEMA = {
     "schema_version": int, "stalldoc_version": str, "model": dict, "data": dict, "loss": dict,
     "verdict": str, "findings": list, "skipped": list, "errors": list,
 }
+# Top-level keys added since schema_version 1 was published (DESIGN.md), written only when measured.
+ADDITIVE = {"interventions", "layers", "outputs"}
 MODEL = {"path": (str, type(None)), "layers": int, "trainable_params": int}
 DATA = {"path": (str, type(None)), "samples": int}
 LOSS = {"name": str, "initial": (*NUMBER, type(None)), "final": (*NUMBER, type(None)),
@@ -83,7 +85,8 @@ def check_keys(obj: dict, schema: dict, where: str, exact: bool = False) -> None
 
 
 def validate(doc: dict) -> None:
-    check_keys(doc, SCHEMA, "report", exact=True)
+    check_keys(doc, SCHEMA, "report")
+    assert set(doc) - set(SCHEMA) <= ADDITIVE, f"report: unexpected keys {set(doc) - set(SCHEMA) - ADDITIVE}"
     assert doc["schema_version"] == 1
     assert doc["verdict"] in ("stalled", "healthy", "converged")
     check_keys(doc["model"], MODEL, "model")
