@@ -49,7 +49,7 @@ _DIAGNOSIS_OPTIONS = (
                        "  [default: 8 x --steps; = --steps for a fixed horizon]"),
     click.option("--batch-size", type=int, default=None, help=f"samples per step  [default: {DEFAULT.batch_size}]"),
     click.option("--seed", type=int, default=None, help=f"random seed  [default: {DEFAULT.seed}]"),
-    click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github", "markdown"]),
+    click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "github", "markdown", "html"]),
                   default=None, help="report format  [default: text; github under GitHub Actions]"),
     click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
                   help="write the report to FILE instead of stdout"),
@@ -62,7 +62,9 @@ _DIAGNOSIS_OPTIONS = (
                   help="read settings from FILE instead of the nearest pyproject.toml's [tool.stalldoc]"),
     click.option("--isolated", is_flag=True, help="ignore configuration files"),
     click.option("--export-svg", default=None, metavar="FILE", help="also save the terminal report as an SVG picture"),
-    click.option("--export-html", default=None, metavar="FILE", help="also save the terminal report as an HTML page"),
+    click.option("--export-html", default=None, metavar="FILE",
+                  help="also save the terminal report's text as an HTML page (a screenshot of it; "
+                       "--format html is the report with plots)"),
     click.option("--confirm/--no-confirm", "confirm", default=None,
                   help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
                        "against a control, and rank by the measured effect  [default: on]"),
@@ -172,6 +174,13 @@ def _settings(fmt, config_path, isolated, debug, targets, **flags) -> tuple[str,
         options = Options.merged(config, **flags)
     except StalldocError as exc:
         _fail(str(exc))
+    if fmt == "html":  # before the probe: a missing optional extra should not cost a diagnosis
+        from stalldoc.report.html import require_matplotlib
+
+        try:
+            require_matplotlib()
+        except StalldocError as exc:
+            _fail(str(exc))
     for target in targets:
         # Before the probe runs, not after: a typo in -o should not cost a diagnosis.
         parent = os.path.dirname(os.path.abspath(target)) if target else None
