@@ -325,37 +325,11 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     <= 1/10) the model's own that trains creates a confirmed learning-rate-too-low (-too-high)
     finding, appended to ``findings``.
     """
-    from stalldoc.detectors import by_id
-
     started = time.perf_counter()
     step = session.step
     saved = step.snapshot()
     steps = max(1, min(int(session.steps), CONFIRM_STEPS_MAX))
-    wanted: dict[str, list[Finding]] = {}
-    for f in suspects(findings):
-        name = getattr(by_id(f.id), "intervention", None)
-        if name:
-            wanted.setdefault(name, []).append(f)
-    for f in findings:
-        f.confirmation = {"status": "not-tested", "reason": "no intervention tests this finding"}
-    inverted = [f.id for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
-    explore = not inverted and EXPLORE not in wanted and _unexplained_outcome(findings)
-    if not wanted and not explore:
-        return []
-    untestable: dict[str, str] = {}
-    for name in wanted:
-        spec = CATALOG[name]
-        if spec.not_testable:
-            untestable[name] = f"not testable: {spec.not_testable}"
-        elif inverted:
-            untestable[name] = (f"not testable: {inverted[0]} makes the loss's own progress meaningless, "
-                                "and this stage measures that loss")
-        elif name not in IMPLEMENTATIONS:
-            untestable[name] = "not testable: no implementation of this intervention"
-    for name, reason in untestable.items():
-        for f in wanted[name]:
-            f.confirmation = {"status": "not-tested", "intervention": CATALOG[name].label, "reason": reason}
-    testable = [name for name in wanted if name not in untestable]
+    testable, wanted, explore = _plan(findings)
     if not testable and not explore:
         return []  # nothing to run: no control either
     runs: list[RunResult] = []
@@ -376,26 +350,7 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
             return controls[rate]
 
         for name in testable:
-            spec, group = CATALOG[name], wanted[name]
-            if time.perf_counter() - started > budget_s:
-                reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
-                facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before {spec.label}")
-            else:
-                if on_stage:
-                    on_stage(f"confirming: {spec.label}")
-                try:
-                    result, against = _try(ctx, spec, control, control_at, started, budget_s)
-                except NotApplicable as exc:
-                    reason = f"not applicable: {exc}"
-                else:
-                    result.for_findings = [f.id for f in group]
-                    runs.append(result)
-                    status = judge(result.progress, against.progress)
-                    for f in group:
-                        f.confirmation = _confirmation(status, spec, result, against)
-                    continue
-            for f in group:
-                f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
+            _test(ctx, CATALOG[name], wanted[name], control, control_at, runs, started, budget_s, on_stage)
         if explore and time.perf_counter() - started <= budget_s:
             if on_stage:
                 on_stage(f"confirming: {CATALOG[EXPLORE].label} (exploratory)")
@@ -412,6 +367,63 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     finally:
         step.restore(saved)
     return [r.to_dict() for r in runs]
+
+
+def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]], bool]:
+    """(the interventions to run, the findings each one tests, whether to explore the learning
+    rate); every finding's confirmation starts as not-tested, with the reason."""
+    from stalldoc.detectors import by_id
+
+    wanted: dict[str, list[Finding]] = {}
+    for f in suspects(findings):
+        name = getattr(by_id(f.id), "intervention", None)
+        if name:
+            wanted.setdefault(name, []).append(f)
+    for f in findings:
+        f.confirmation = {"status": "not-tested", "reason": "no intervention tests this finding"}
+    inverted = [f.id for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
+    explore = not inverted and EXPLORE not in wanted and _unexplained_outcome(findings)
+    testable = []
+    for name, group in wanted.items():
+        spec = CATALOG[name]
+        reason = None
+        if spec.not_testable:
+            reason = f"not testable: {spec.not_testable}"
+        elif inverted:
+            reason = (f"not testable: {inverted[0]} makes the loss's own progress meaningless, "
+                      "and this stage measures that loss")
+        elif name not in IMPLEMENTATIONS:
+            reason = "not testable: no implementation of this intervention"
+        if reason is None:
+            testable.append(name)
+            continue
+        for f in group:
+            f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
+    return testable, wanted, explore
+
+
+def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunResult, control_at,
+          runs: list[RunResult], started: float, budget_s: float, on_stage) -> None:
+    """Run one intervention (within the budget) and set its findings' confirmations."""
+    if time.perf_counter() - started > budget_s:
+        reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
+        ctx.facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before {spec.label}")
+    else:
+        if on_stage:
+            on_stage(f"confirming: {spec.label}")
+        try:
+            result, against = _try(ctx, spec, control, control_at, started, budget_s)
+        except NotApplicable as exc:
+            reason = f"not applicable: {exc}"
+        else:
+            result.for_findings = [f.id for f in group]
+            runs.append(result)
+            status = judge(result.progress, against.progress)
+            for f in group:
+                f.confirmation = _confirmation(status, spec, result, against)
+            return
+    for f in group:
+        f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
 
 
 def _testable(name: str | None) -> bool:
