@@ -247,6 +247,8 @@ def _svg(fig: Any, *, prefix: str) -> str:
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    # matplotlib's stylesheet selects "*": keep it to the report's own SVGs (a notebook page).
+    text = text.replace("<style type=\"text/css\">*{", "<style type=\"text/css\">.stalldoc svg *{")
     text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', text)
     text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m.group(1)}"', text)
     text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m.group(1)})", text)

@@ -59,6 +59,7 @@ def test_one_self_contained_page_with_verdict_findings_then_four_plots():
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page)
     assert not re.search(r"url\((['\"]?)(https?:)?//", page)
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page and "<metadata>" not in page
+    assert not re.search(r"<style[^>]*>\s*\*", page)  # no global selector leaks into a notebook page
     # The verdict and the ranked findings come before the first plot; each plot is one inline SVG.
     first_plot = page.index("<svg")
     assert page.index("stalled") < page.index('data-id="unnormalized-input"') < first_plot
