@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stalldoc.facts import RELU_FAMILY, SATURATING, LayerFacts, ModelFacts, PredictionFacts, VariableFacts
-from stalldoc.probe.instrument import activation_name, count_params, family_of
+from stalldoc.probe.instrument import activation_name, count_params, family_of, variable_owners
 
 
 def series(records: list[dict], key: str) -> np.ndarray:
@@ -15,11 +15,7 @@ def series(records: list[dict], key: str) -> np.ndarray:
 
 def variable_facts(step, records: list[dict], initial_values: list[np.ndarray],
                    final_values: list[np.ndarray]) -> list[VariableFacts]:
-    model = step.model
-    var_layer = {}
-    for index, layer in enumerate(model.layers):
-        for w in layer.trainable_weights:
-            var_layer[id(w)] = (layer.name, index)
+    var_layer = variable_owners(step.inst.entries) if step.inst.entries else _top_owners(step.model)
     none_grads = step.none_grads or [False] * len(step.tvars)
     grad_norm, grad_abs = series(records, "grad_norm"), series(records, "grad_abs")
     weight_norm, update_norm = series(records, "weight_norm"), series(records, "update_norm")
@@ -39,6 +35,22 @@ def variable_facts(step, records: list[dict], initial_values: list[np.ndarray],
     return out
 
 
+def _top_owners(model) -> dict[int, tuple[str, int]]:
+    """Without a graph (a subclassed model): each variable's innermost tracked layer, by path."""
+    owners: dict[int, tuple[str, int]] = {}
+
+    def visit(layer, path: str, index: int, depth: int) -> None:
+        for w in layer.trainable_weights:
+            owners[id(w)] = (path, index)
+        if depth < 8:
+            for sub in getattr(layer, "_layers", None) or []:
+                visit(sub, f"{path}/{sub.name}" if path else sub.name, index, depth + 1)
+
+    for index, layer in enumerate(getattr(model, "layers", None) or []):
+        visit(layer, layer.name, index, 1)
+    return owners
+
+
 def unit_spread(value: np.ndarray) -> float | None:
     """For a kernel (rank >= 2): RMS over units of (column - mean column) / RMS of the kernel.
 
@@ -54,22 +66,24 @@ def unit_spread(value: np.ndarray) -> float | None:
 
 
 def layer_facts(step, records: list[dict]) -> list[LayerFacts]:
-    import keras
-
+    """One LayerFacts per layer, nested sub-models' layers by path (``base/conv1``); a model
+    measured by gradients only (subclassed) lists its top-level tracked layers, unmeasured."""
     means, stds, sats, gains = (series(records, k) for k in ("mean", "std", "sat", "gain"))
-    measured = {index: k for k, (index, _) in enumerate(step.inst.layers)}
+    measured = {entry_k: k for k, (entry_k, _) in enumerate(step.inst.layers)}
+    if step.inst.entries:
+        listed = [(e.path, e.layer, e.index) for e in step.inst.entries]
+    else:
+        listed = [(layer.name, layer, i) for i, layer in enumerate(getattr(step.model, "layers", None) or [])]
     layers = []
     s_i = r_i = 0
-    for index, layer in enumerate(step.model.layers):
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+    for entry_k, (path, layer, index) in enumerate(listed):
         act = activation_name(layer)
         fam = family_of(act)
-        lf = LayerFacts(name=layer.name, class_name=type(layer).__name__, index=index,
+        lf = LayerFacts(name=path, class_name=type(layer).__name__, index=index,
                         activation=act, family=fam, params=count_params(layer.weights),
                         trainable_params=count_params(layer.trainable_weights),
                         units=_units(layer), momentum=_bn_momentum(layer))
-        k = measured.get(index)
+        k = measured.get(entry_k)
         if k is not None and records:
             lf.output_mean, lf.output_std = means[:, k], stds[:, k]
             if fam == SATURATING:
@@ -113,15 +127,25 @@ def prediction_facts(model, records: list[dict], target_shape: tuple[int, ...]) 
     )
 
 
+def _layer_count(model, entries) -> int:
+    """``len(model.layers)``, nested sub-models counted by their own layers."""
+    import keras
+
+    if not entries:
+        return len(model.layers)
+    return len(entries) + sum(isinstance(layer, keras.layers.InputLayer) for layer in model.layers)
+
+
 def model_facts(step, model_path: str | None, notes: list[str]) -> ModelFacts:
     from stalldoc.inputs.losses import describe_compiled
 
     model = step.model
-    out_layer = model.layers[-1] if model.layers else None
+    entries = step.inst.entries
+    out_layer = entries[-1].layer if entries else (model.layers[-1] if model.layers else None)
     out_act = activation_name(out_layer) if out_layer is not None else None
     last = model.outputs[0].shape[-1] if model.outputs and len(model.outputs[0].shape) > 1 else None
     return ModelFacts(
-        path=model_path, name=model.name, layers=len(model.layers),
+        path=model_path, name=model.name, layers=_layer_count(model, entries),
         trainable_params=count_params(model.trainable_weights),
         non_trainable_params=count_params(model.non_trainable_weights),
         optimizer=step.optimizer_name, learning_rate=step.learning_rate,
