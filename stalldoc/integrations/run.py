@@ -220,7 +220,7 @@ def _diagnose(model, reader: _Reader, options: Options, spec: Mapping[str, Any])
     from stalldoc.report.live import Progress
 
     x, y = reader.read(options.seed)
-    _ensure_built(model, x)
+    model = _ensure_built(model, x)
     dataset = to_dataset(model, x, y)
     dataset.path = f"{spec['script']}: fit data ({reader.kind}, {dataset.samples} samples{reader.note})"
     label = f"{spec['script']}: model {model.name!r}"
@@ -233,15 +233,35 @@ def _diagnose(model, reader: _Reader, options: Options, spec: Mapping[str, Any])
                                 on_stage=progress.stage, on_step=progress.step)
 
 
-def _ensure_built(model, x) -> None:
-    """A Sequential model without an Input is built by fit's first batch; build it on one row."""
-    if getattr(model, "built", True) and _has_inputs(model):
-        return
+def _ensure_built(model, x):
+    """The model to probe: built by fit's first batch as fit would (a Sequential model without an
+    Input), and a subclassed model (no symbolic inputs) wrapped in a functional model sharing its
+    layers and weights, compiled with its loss and a copy of its optimizer."""
+    if not (getattr(model, "built", True) and _has_inputs(model)):
+        first = _rows(x, slice(0, 1))
+        try:
+            model(first, training=False)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"model {model.name!r}: cannot be built on the fit data ({one_line(exc)})") from None
+    if _has_inputs(model):
+        return model
+    import keras
+
     first = _rows(x, slice(0, 1))
     try:
-        model(first, training=False)
+        if isinstance(first, Mapping):
+            inputs = {k: keras.Input(shape=v.shape[1:], dtype=v.dtype, name=k) for k, v in first.items()}
+        elif isinstance(first, list):
+            inputs = [keras.Input(shape=v.shape[1:], dtype=v.dtype) for v in first]
+        else:
+            inputs = keras.Input(shape=first.shape[1:], dtype=first.dtype)
+        wrapper = keras.Model(inputs, model(inputs), name=model.name)
+        optimizer = model.optimizer.__class__.from_config(model.optimizer.get_config())
+        wrapper.compile(optimizer=optimizer, loss=model.loss)
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"model {model.name!r}: cannot be built on the fit data ({one_line(exc)})") from None
+        raise InputError(f"model {model.name!r}: a subclassed model that cannot be called on symbolic inputs "
+                         f"({one_line(exc)})") from None
+    return wrapper
 
 
 def _has_inputs(model) -> bool:

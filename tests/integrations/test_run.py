@@ -215,3 +215,44 @@ def test_usage_errors_exit_2():
     result = CliRunner().invoke(main, ["run", "--", "definitely-not-a-command-xyz"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "stalldoc: error: definitely-not-a-command-xyz: command not found"
+
+
+# The issue's case: a subclassed model, a tf.data pipeline and the seed article's cosine loss, all live.
+SUBCLASSED = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import keras
+    import tensorflow as tf
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(32, activation="tanh")
+            self.out = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    def article_loss(y_true, y_pred):  # Keras' cosine_similarity is already -cos: this maximizes the error
+        return 1 - keras.losses.cosine_similarity(y_true, y_pred)
+
+    def cosine_distance(y_true, y_pred):
+        return 1 - tf.reduce_sum(tf.math.l2_normalize(y_true, -1) * tf.math.l2_normalize(y_pred, -1), -1)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 8)).astype("float32")
+    y = x @ rng.normal(size=(8, 4)).astype("float32")
+    model = Net()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=article_loss if sys.argv[1] == "bad" else cosine_distance)
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).shuffle(512).batch(32), epochs=1, verbose=0)
+''')
+
+
+@pytest.mark.parametrize("variant, code, first", [("bad", 1, "inverted-loss"), ("good", 0, None)])
+def test_subclassed_model_tf_data_and_live_cosine_loss(tmp_path, variant, code, first):
+    result = run(tmp_path, write(tmp_path, body=SUBCLASSED), "--format", "json", args=[variant])
+    assert result.exit_code == code, result.output
+    doc = report(result)
+    assert doc["loss"]["name"] == ("article_loss" if variant == "bad" else "cosine_distance")
+    assert (doc["findings"][0]["id"] if doc["findings"] else None) == first
