@@ -1,7 +1,8 @@
 """Ranking: the root cause first, the symptoms it explains after it.
 
 Measured evidence first: a finding the confirm stage *confirmed* (its fix made the loss move)
-ranks first, the largest effect first. A *refuted* one (its fix changed nothing) explains
+ranks first — one that another present cause explains after that cause — the largest effect
+first. A *refuted* one (its fix changed nothing) explains
 nothing and comes after its unconfirmed peers, but still before the outcome findings of the
 same severity (what the loss did is never its own cause). For the rest the static
 ``explains`` graph and the causal order are the prior.
@@ -58,7 +59,10 @@ def rank(findings: list[Finding]) -> list[Finding]:
         # An outcome (chance-level, unexplained-stall) says what the loss did, not why: a cause
         # of the same severity comes first even when a bounded test of its fix failed.
         outcome = by_id(f.id).area == "outcome"
-        return (not confirmed, -effect(f) if confirmed else 0.0, explained(f), -int(f.severity), outcome,
+        # Among confirmed causes, one that another confirmed cause accounts for comes after it
+        # (standardizing 0..100 targets helps a sigmoid head, but the head is why they matter);
+        # then the larger effect first.
+        return (not confirmed, explained(f), -effect(f) if confirmed else 0.0, -int(f.severity), outcome,
                 status(f) == "refuted", causal_position(f.id), -f.confidence)
 
     return sorted(findings, key=key)

@@ -132,3 +132,15 @@ def test_a_refuted_cause_still_ranks_before_the_outcome_it_would_explain():
     confirmed = Finding(id="dead-relu", severity=Severity.WARNING, confidence=0.5, message="", fix="",
                         confirmation={"status": "confirmed", "progress": 0.4, "control_progress": 0.0})
     assert [f.id for f in rank([outcome, cause, confirmed])][0] == "dead-relu"
+
+
+def test_between_two_confirmed_causes_the_one_that_explains_the_other_comes_first():
+    # Both fixes move a sigmoid head on 0..100 targets; standardizing y moves it further in a
+    # few steps, but the head's range is why the scale matters at all.
+    target = Finding(id="unnormalized-target", severity=Severity.ERROR, confidence=0.7, message="", fix="",
+                     confirmation={"status": "confirmed", "progress": 0.27, "control_progress": -7.9})
+    head = Finding(id="output-range-mismatch", severity=Severity.ERROR, confidence=0.9, message="", fix="",
+                   confirmation={"status": "confirmed", "progress": 0.12, "control_progress": -8.1})
+    ranked = rank([target, head])
+    assert [f.id for f in ranked] == ["output-range-mismatch", "unnormalized-target"]
+    assert ranked[0].explains == ["unnormalized-target"]

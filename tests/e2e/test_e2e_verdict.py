@@ -112,3 +112,31 @@ def test_batchnorm_with_a_lagging_momentum_is_judged_on_the_training_mode_loss()
     report, ids = diagnose(model, x, y)
     assert report.loss.training_initial is not None and report.loss.training_final is not None
     assert report.verdict == "healthy" and report.exit_code("warning") == 0, (ids, report.loss)
+
+
+def test_a_sigmoid_head_for_targets_in_0_to_100_is_an_output_range_mismatch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 8)).astype("float32")
+    y = (50 + 15 * x[:, :1]).clip(0, 100).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "mse")
+    report, ids = diagnose(model, x, y)
+    assert report.verdict == "stalled" and ids[0] == "output-range-mismatch", (ids, report.loss)
+    # The fix offered is reachable by a sigmoid head: not "standardize the targets" alone.
+    assert "linear" in report.findings[0].fix or "range" in report.findings[0].fix
+
+
+@pytest.mark.parametrize("case", ["softmax_from_logits", "mae_on_probabilities"])
+def test_loss_and_output_that_disagree_are_named(case):
+    x, y = classes()
+    model = classifier()
+    if case == "softmax_from_logits":
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        target = y
+    else:
+        model.compile("adam", "mae")
+        target = np.eye(10, dtype="float32")[y]
+    report, ids = diagnose(model, x, target)
+    assert "loss-output-mismatch" in ids, (ids, report.loss)
