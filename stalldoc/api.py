@@ -50,20 +50,41 @@ def diagnose(model, x, y, *, loss: str | None = None, steps: int | None = None, 
         raise InputError(f"model: expected a keras.Model, got {type(model).__name__}")
     options = Options.merged(loss=loss, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
                              select=select, ignore=ignore, thresholds=thresholds)
-    dataset = to_dataset(model, x, y)
+    probed, notes = _probed_model(model, x)  # before preserved(): building creates the variables it saves
+    dataset = to_dataset(probed, x, y)
     with preserved(model):
-        return diagnose_dataset(model, dataset, options)
+        return diagnose_dataset(probed, dataset, options, notes=notes)
+
+
+def _probed_model(model, x):
+    """The model the probe runs: ``model`` itself, or for a subclassed model (no ``.inputs`` in
+    Keras 3) a functional view over it, built by that call on ``x``'s shape when unbuilt."""
+    from stalldoc.inputs.model import SUBCLASSED_NOTE, functional_view, is_subclassed
+
+    if not is_subclassed(model):
+        return model, None
+    if isinstance(x, (Mapping, list, tuple)):
+        raise InputError(f"model {model.name!r}: a subclassed model is diagnosed on a single input array; "
+                         f"got a {type(x).__name__} of arrays")
+    arr = _array(x, "x")
+    dtype = "int32" if np.issubdtype(arr.dtype, np.integer) else "float32"
+    try:
+        return functional_view(model, arr.shape[1:], dtype), [SUBCLASSED_NOTE]
+    except Exception as exc:  # noqa: BLE001 - its call() cannot run on a symbolic input
+        raise InputError(f"model {model.name!r}: the subclassed model cannot be called on a symbolic input of "
+                         f"shape {('N', *arr.shape[1:])} ({type(exc).__name__}: {exc})") from exc
 
 
 def model_inputs(model) -> list:
-    """The model's symbolic inputs; an unbuilt Sequential model is an error that says what to do."""
+    """The model's symbolic inputs (a subclassed model is given them by ``diagnose``); an
+    unbuilt Sequential model is an error that says what to do."""
     try:
         inputs = list(model.inputs)
     except (AttributeError, ValueError):
         inputs = []
     if not inputs:
-        raise InputError(f"model {model.name!r}: has no defined inputs; stalldoc needs a functional or "
-                         "Sequential model with an Input (or call model.build(input_shape) first)")
+        raise InputError(f"model {model.name!r}: has no defined inputs; give the Sequential model an Input "
+                         "(keras.Input(shape)) or build it: model.build((None, *input_shape))")
     return inputs
 
 

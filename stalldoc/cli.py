@@ -89,9 +89,11 @@ def diagnosis_options(command):
 @click.option("--x-key", default=None, help="name of the inputs array in DATA")
 @click.option("--y-key", default=None, help="name of the targets array in DATA")
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
+@click.option("--import", "imports", multiple=True, metavar="MODULE|FILE.py",
+              help="import this first: it registers the model's custom classes (runs its code; repeatable)")
 def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
-          confirm, budget, x_key, y_key, unsafe, quiet, debug) -> None:
+          confirm, budget, x_key, y_key, unsafe, imports, quiet, debug) -> None:
     """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis."""
     import os
 
@@ -101,7 +103,7 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
     fmt, options = _settings(fmt, config_path, isolated, debug, (output, export_svg, export_html),
                              loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
                              fail_on=fail_on, select=select, ignore=ignore, unsafe=unsafe or None,
-                             confirm=confirm, budget=budget)
+                             confirm=confirm, budget=budget, imports=list(imports) or None)
     progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
     try:
         with progress:

@@ -37,6 +37,8 @@ class Options:
     # within ``budget`` seconds in all (stalldoc.confirm).
     confirm: bool = True
     budget: float = DEFAULT_BUDGET_S
+    # --import MODULE|FILE.py: imported before the model is loaded (registers custom classes).
+    imports: list[str] = field(default_factory=list)
 
     @classmethod
     def merged(cls, config: Any = None, **flags: Any) -> Options:

@@ -34,7 +34,7 @@ def check_files(model_path: str, data_path: str, options: Options,
     quiet_tensorflow()  # before a user's loss file imports TensorFlow with all its chatter
     _stage(on_stage, "loading model")
     model, notes = load_model(model_path, unsafe=options.unsafe,
-                              custom_objects=user_custom_objects(options.loss))
+                              custom_objects=user_custom_objects(options.loss), imports=options.imports)
     _stage(on_stage, "loading data")
     dataset = load_dataset(data_path, [t.name for t in model.inputs] if len(model.inputs) > 1 else ["input"],
                            x_key=x_key, y_key=y_key)

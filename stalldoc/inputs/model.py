@@ -69,14 +69,85 @@ def _check_archive(path: str) -> None:
         raise InputError(f"{path}: corrupt .keras file (member {bad} fails its checksum)")
 
 
-def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any] | None = None):
+SUBCLASSED_NOTE = "subclassed model: per-layer activations are not measured; gradients and updates are"
+
+
+def import_user_modules(specs) -> None:
+    """``--import MODULE`` / ``--import FILE.py``: import what defines the model's custom classes
+    (``@keras.saving.register_keras_serializable`` registers them when imported). Importing runs
+    the user's code, which they asked for, as a custom ``--loss FILE.py:fn`` does."""
+    import importlib
+    import importlib.util
+
+    for spec in specs or ():
+        if spec.endswith(".py"):
+            if not os.path.isfile(spec):
+                raise InputError(f"--import {spec}: no such file")
+            name = "stalldoc_user_" + os.path.splitext(os.path.basename(spec))[0]
+            module_spec = importlib.util.spec_from_file_location(name, spec)
+            if module_spec is None or module_spec.loader is None:
+                raise InputError(f"--import {spec}: cannot import this file")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except Exception as exc:  # noqa: BLE001 - the user's file failed to import
+                sys.modules.pop(name, None)
+                raise InputError(f"--import {spec}: importing it failed ({type(exc).__name__}: "
+                                 f"{one_line(exc)})") from exc
+        else:
+            try:
+                importlib.import_module(spec)
+            except Exception as exc:  # noqa: BLE001
+                raise InputError(f"--import {spec}: cannot import module {spec} ({type(exc).__name__}: "
+                                 f"{one_line(exc)})") from exc
+
+
+def is_subclassed(model) -> bool:
+    """A model without a functional graph of its own (Keras 3 gives it no ``.inputs``)."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, keras.Model) and not isinstance(model, (Functional, keras.Sequential))
+
+
+def functional_view(model, input_shape, dtype: str = "float32"):
+    """A functional model over a subclassed ``model`` called on one ``keras.Input``: the same
+    layers and variables, with the ``.inputs``/``.outputs`` the probe reads, and the model's
+    compiled loss and optimizer. Calling it builds an unbuilt model."""
+    import keras
+
+    shape = tuple(None if d is None else int(d) for d in input_shape)
+    inp = keras.Input(shape=shape, dtype=dtype)
+    view = keras.Model(inp, model(inp), name=model.name)
+    if getattr(model, "optimizer", None) is not None or getattr(model, "loss", None) is not None:
+        view.compile(optimizer=model.optimizer or "adam", loss=model.loss)
+    return view
+
+
+def _build_shape(model):
+    """The input shape a saved subclassed model was built with (its build config), or None."""
+    try:
+        shape = (model.get_build_config() or {}).get("input_shape")
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(shape, (list, tuple)) and shape and all(d is None or isinstance(d, int) for d in shape):
+        return tuple(shape)[1:]
+    return None
+
+
+def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any] | None = None,
+               imports=None):
     """Load ``path`` with Keras safe mode; returns (model, notes).
 
-    When the compiled loss or optimizer cannot be rebuilt (a custom function the user did
-    not supply), the model is loaded without its compile information and a note says so.
+    ``imports`` (``--import``) are imported first. When the compiled loss or optimizer cannot
+    be rebuilt (a custom function the user did not supply), the model is loaded without its
+    compile information and a note says so. A subclassed model is returned as a functional
+    view of itself (``functional_view``), with a note on what is not measured.
     """
     check_model_path(path)
     quiet_tensorflow()
+    import_user_modules(imports)
     import keras
 
     notes: list[str] = []
@@ -89,15 +160,29 @@ def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any
             model = _load(keras, path, compile=False, safe_mode=safe_mode, custom_objects=custom_objects)
         except Exception as exc2:  # noqa: BLE001
             _refuse_if_code(path, exc2)
+            _refuse_if_unknown_class(path, exc2)
             raise InputError(f"{path}: cannot load the Keras model ({one_line(exc2)})") from exc2
         notes.append(f"the compiled loss/optimizer could not be rebuilt ({one_line(exc)}); "
                      "loaded without compile information")
+    if is_subclassed(model):
+        shape = _build_shape(model)
+        if shape is None:
+            raise InputError(f"{path}: the subclassed model was saved unbuilt or with several inputs; stalldoc "
+                             "needs one built on a single input: call it on a batch, model(x), before saving")
+        try:
+            model = functional_view(model, shape)
+        except Exception as exc:  # noqa: BLE001 - its call() cannot run on a symbolic input
+            raise InputError(f"{path}: the subclassed model cannot be called on a symbolic input of shape "
+                             f"{('N', *shape)} ({one_line(exc)})") from exc
+        notes.append(SUBCLASSED_NOTE)
+        return model, notes
     try:
         inputs = model.inputs
-    except Exception:  # noqa: BLE001 - e.g. an unbuilt Sequential or a subclassed model
+    except Exception:  # noqa: BLE001 - e.g. an unbuilt Sequential
         inputs = None
     if not inputs:
-        raise InputError(f"{path}: the model has no defined inputs (build or call it once before saving)")
+        raise InputError(f"{path}: the model has no defined inputs (save it with an Input layer or "
+                         "after building it: model.build((None, ...)) or model(x))")
     return model, notes
 
 
@@ -154,6 +239,21 @@ def _load(keras, path: str, **kwargs):
 # Keras' safe-mode refusals ("... potential risk of arbitrary code execution ... safe_mode=False").
 _SAFE_MODE_MARKERS = ("safe_mode", "arbitrary code execution", "unsafe deserialization",
                       "enable_unsafe_deserialization")
+
+
+def _refuse_if_unknown_class(path: str, exc: BaseException) -> None:
+    """Keras could not locate a custom class: name it, and name --import."""
+    import re
+
+    chain, seen = exc, 0
+    while chain is not None and seen < 5:
+        match = re.search(r"Could not locate (?:class|function) '([^']+)'", str(chain))
+        if match:
+            raise InputError(
+                f"{path}: the model uses the custom class {match.group(1)!r}, which is not registered; pass "
+                "--import FILE.py (or --import MODULE) where it is defined with "
+                "@keras.saving.register_keras_serializable()") from exc
+        chain, seen = chain.__cause__ or chain.__context__, seen + 1
 
 
 def _refuse_if_code(path: str, exc: BaseException) -> None:
