@@ -58,7 +58,14 @@ class Outcome:
 
 
 def script_name(command: Sequence[str]) -> str:
-    """How messages name the command: ``train.py`` for ``python train.py``, the module for ``-m``."""
+    """How messages name the command: ``train.py`` for ``python scripts/train.py``, the module for ``-m``."""
+    arg = script_arg(command)
+    return arg if arg.endswith(" -c") else os.path.basename(arg)
+
+
+def script_arg(command: Sequence[str]) -> str:
+    """The script as the command gives it (``scripts/train.py``): the report's model path, so that
+    annotations (``--format github``) point at it."""
     args = list(command)
     if args and os.path.basename(args[0]).lower().startswith("python"):
         rest = args[1:]
@@ -68,8 +75,8 @@ def script_name(command: Sequence[str]) -> str:
             if arg == "-c":
                 return f"{os.path.basename(args[0])} -c"
             if not arg.startswith("-"):
-                return os.path.basename(arg)
-    return os.path.basename(args[0]) if args else "the command"
+                return arg
+    return args[0] if args else "the command"
 
 
 def run_command(command: Sequence[str], options: Options, *, then: str = "stop", quiet: bool = False,
@@ -86,6 +93,7 @@ def run_command(command: Sequence[str], options: Options, *, then: str = "stop",
         result_path = os.path.join(workdir, "result.json")
         with open(spec_path, "w", encoding="utf-8") as fh:
             json.dump({"options": dataclasses.asdict(options), "then": then, "quiet": quiet, "script": name,
+                       "script_path": script_arg(command),
                        "result": result_path, "home": HOME}, fh)
         env = dict(os.environ)
         env["STALLDOC_RUN"] = spec_path
@@ -223,13 +231,12 @@ def _diagnose(model, reader: _Reader, options: Options, spec: Mapping[str, Any])
     model = _ensure_built(model, x)
     dataset = to_dataset(model, x, y)
     dataset.path = f"{spec['script']}: fit data ({reader.kind}, {dataset.samples} samples{reader.note})"
-    label = f"{spec['script']}: model {model.name!r}"
     if not spec.get("quiet"):
-        print(f"stalldoc: diagnosing {label} at its first fit, on {dataset.samples} samples of {reader.kind}",
-              file=sys.stderr, flush=True)
+        print(f"stalldoc: diagnosing model {model.name!r} of {spec['script']} at its first fit, on "
+              f"{dataset.samples} samples of {reader.kind}", file=sys.stderr, flush=True)
     progress = Progress(enabled=not spec.get("quiet"), total=options.steps, label=model.name)
     with progress, preserved(model):
-        return diagnose_dataset(model, dataset, options, model_path=label,
+        return diagnose_dataset(model, dataset, options, model_path=spec.get("script_path") or spec["script"],
                                 on_stage=progress.stage, on_step=progress.step)
 
 

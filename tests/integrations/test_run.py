@@ -97,6 +97,7 @@ def test_stalled_script_exits_1_with_the_root_cause_first(tmp_path):
     assert doc["findings"][0]["id"] == "unnormalized-input"
     assert doc["loss"]["name"] == "my_bce"  # the live custom loss, not a substitute
     assert doc["data"]["path"].startswith("train.py: fit data (arrays")
+    assert doc["model"]["path"].endswith("train.py")  # annotations (--format github) point at the script
     assert "script: before fit" in result.stderr and "script: after fit" not in result.output
     assert not (tmp_path / "marker.txt").exists()  # --then stop: no training
 
