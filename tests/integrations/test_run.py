@@ -257,3 +257,10 @@ def test_subclassed_model_tf_data_and_live_cosine_loss(tmp_path, variant, code, 
     doc = report(result)
     assert doc["loss"]["name"] == ("article_loss" if variant == "bad" else "cosine_distance")
     assert (doc["findings"][0]["id"] if doc["findings"] else None) == first
+
+
+def test_run_help_does_not_import_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from stalldoc.cli import main; "
+            "r = CliRunner().invoke(main, ['run', '--help']); assert r.exit_code == 0 and '--then' in r.output; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
