@@ -171,13 +171,83 @@ def _layers(report: Report) -> Table | None:
     table.add_column("update/weight", justify="right")
     table.add_column("saturated", justify="right")
     table.add_column("dead", justify="right")
-    for lf in facts.layers:
+    sat_above = threshold(report, "saturated-activation", "max_saturated_fraction")
+    named = {f.layer for f in report.findings if f.layer}
+
+    def row(lf, label: str) -> None:
         sat = "" if lf.saturated_fraction is None else f"{np.median(lf.saturated_fraction):.0%}"
         dead = "" if lf.unit_active_rate is None else f"{np.mean(lf.unit_active_rate < dead_below):.0%}"
         grad = _log_bar(grads[lf.name], vanished=vanished, weak=weak) if lf.name in grads else Text("")
         upd = fmt(updates[lf.name]) if lf.name in updates else ""
-        table.add_row(lf.name, lf.class_name, lf.activation or "", grad, upd, sat, dead)
+        table.add_row(label, lf.class_name, lf.activation or "", grad, upd, sat, dead)
+
+    def interesting(group: list) -> set[str]:
+        """A collapsed sub-model's layers still shown: the first vanishing, saturated and dead one,
+        and those a finding names."""
+        picks = [next((lf.name for lf in group if lf.name in grads and grads[lf.name] < vanished), None),
+                 next((lf.name for lf in group if lf.saturated_fraction is not None
+                       and np.median(lf.saturated_fraction) > sat_above), None),
+                 next((lf.name for lf in group if lf.unit_active_rate is not None
+                       and np.mean(lf.unit_active_rate < dead_below) > 0), None)]
+        return {name for name in picks if name} | {lf.name for lf in group if lf.name in named}
+
+    for sub_model, group in _by_sub_model(facts.layers):
+        if sub_model is None or len(group) <= COLLAPSE_ABOVE:
+            for lf in group:
+                row(lf, lf.name)
+            continue
+        shown = interesting(group)
+        for block, members in _by_block(group, sub_model):
+            if len(members) == 1:
+                row(members[0], members[0].name)
+                continue
+            kernel_grads = [grads[lf.name] for lf in members if lf.name in grads]
+            sats = [float(np.median(lf.saturated_fraction)) for lf in members if lf.saturated_fraction is not None]
+            deads = [float(np.mean(lf.unit_active_rate < dead_below)) for lf in members
+                     if lf.unit_active_rate is not None]
+            ups = [updates[lf.name] for lf in members if lf.name in updates]
+            table.add_row(Text(f"{block}* ({len(members)} layers)", style="bold"), "block", "",
+                          _log_bar(min(kernel_grads), vanished=vanished, weak=weak) if kernel_grads else Text(""),
+                          fmt(float(np.median(ups))) if ups else "", f"{max(sats):.0%}" if sats else "",
+                          f"{max(deads):.0%}" if deads else "")
+            for lf in members:
+                if lf.name in shown:
+                    row(lf, "  " + lf.name)
     return table
+
+
+# A sub-model with more layers than this is shown as one line per block (layers sharing a name
+# prefix such as block_3_), with its first vanishing, saturated and dead layers expanded.
+COLLAPSE_ABOVE = 20
+
+
+def _by_sub_model(layers) -> list[tuple[str | None, list]]:
+    """Consecutive layers grouped by the nested model holding them (None: top-level layers)."""
+    groups: list[tuple[str | None, list]] = []
+    for lf in layers:
+        key = lf.name.split("/", 1)[0] if "/" in lf.name else None
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(lf)
+        else:
+            groups.append((key, [lf]))
+    return groups
+
+
+def _by_block(layers, sub_model: str) -> list[tuple[str, list]]:
+    """Consecutive layers of a sub-model grouped by their name's block prefix (``block_3_`` of
+    ``base/block_3_expand_relu``: the name up to its first number and the underscore after it)."""
+    import re
+
+    blocks: list[tuple[str, list]] = []
+    for lf in layers:
+        name = lf.name[len(sub_model) + 1:]
+        match = re.match(r"(.+?\d+_)", name)
+        key = f"{sub_model}/{match.group(1) if match else name}"
+        if blocks and blocks[-1][0] == key:
+            blocks[-1][1].append(lf)
+        else:
+            blocks.append((key, [lf]))
+    return blocks
 
 
 def _loss_line(report: Report) -> Text | None:
