@@ -247,10 +247,11 @@ def _refuse_if_unknown_class(path: str, exc: BaseException) -> None:
 
     chain, seen = exc, 0
     while chain is not None and seen < 5:
-        match = re.search(r"Could not locate (?:class|function) '([^']+)'", str(chain))
+        match = re.search(r"Could not locate (class|function) '([^']+)'", str(chain))
         if match:
             raise InputError(
-                f"{path}: the model uses the custom class {match.group(1)!r}, which is not registered; pass "
+                f"{path}: cannot load the Keras model: it uses the custom {match.group(1)} {match.group(2)!r}, "
+                "which is not registered; pass "
                 "--import FILE.py (or --import MODULE) where it is defined with "
                 "@keras.saving.register_keras_serializable()") from exc
         chain, seen = chain.__cause__ or chain.__context__, seen + 1
