@@ -30,7 +30,7 @@ def test_a_frozen_base_that_outputs_nothing_is_the_root_cause():
     report = transfer_model(1e-9)
     assert report.verdict == "stalled"
     assert report.findings[0].id == "vanishing-activation"
-    assert report.findings[0].layer == "base/dense"  # the nested base's layer, by its path (issue 12)
+    assert report.findings[0].layer.startswith("base/")  # the nested base's layer, by its path (issue 12)
 
 
 def test_a_frozen_base_with_real_weights_trains_its_head():
