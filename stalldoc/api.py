@@ -59,7 +59,7 @@ def diagnose(model, x, y, *, loss: str | None = None, steps: int | None = None, 
 def _probed_model(model, x):
     """The model the probe runs: ``model`` itself, or for a subclassed model (no ``.inputs`` in
     Keras 3) a functional view over it, built by that call on ``x``'s shape when unbuilt."""
-    from stalldoc.inputs.model import SUBCLASSED_NOTE, functional_view, is_subclassed
+    from stalldoc.inputs.model import SUBCLASSED_NOTE, functional_view, is_subclassed, symbolic_inputs
 
     if not is_subclassed(model):
         return model, None
@@ -67,9 +67,8 @@ def _probed_model(model, x):
         raise InputError(f"model {model.name!r}: a subclassed model is diagnosed on a single input array; "
                          f"got a {type(x).__name__} of arrays")
     arr = _array(x, "x")
-    dtype = "int32" if np.issubdtype(arr.dtype, np.integer) else "float32"
     try:
-        return functional_view(model, arr.shape[1:], dtype), [SUBCLASSED_NOTE]
+        return functional_view(model, symbolic_inputs(arr[:1])), [SUBCLASSED_NOTE]
     except Exception as exc:  # noqa: BLE001 - its call() cannot run on a symbolic input
         raise InputError(f"model {model.name!r}: the subclassed model cannot be called on a symbolic input of "
                          f"shape {('N', *arr.shape[1:])} ({type(exc).__name__}: {exc})") from exc

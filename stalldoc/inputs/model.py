@@ -111,15 +111,31 @@ def is_subclassed(model) -> bool:
     return isinstance(model, keras.Model) and not isinstance(model, (Functional, keras.Sequential))
 
 
-def functional_view(model, input_shape, dtype: str = "float32"):
-    """A functional model over a subclassed ``model`` called on one ``keras.Input``: the same
-    layers and variables, with the ``.inputs``/``.outputs`` the probe reads, and the model's
-    compiled loss and optimizer. Calling it builds an unbuilt model."""
+def symbolic_inputs(example):
+    """``keras.Input``s shaped like one batch ``example`` (an array, a list or a dict of arrays):
+    floating-point data as float32, integers as int32 (token ids)."""
+    import keras
+    import numpy as np
+
+    def one(value, name=None):
+        arr = np.asarray(value)
+        dtype = "int32" if np.issubdtype(arr.dtype, np.integer) else "float32"
+        return keras.Input(shape=arr.shape[1:], dtype=dtype, name=name)
+
+    if isinstance(example, dict):
+        return {k: one(v, k) for k, v in example.items()}
+    if isinstance(example, (list, tuple)):
+        return [one(v) for v in example]
+    return one(example)
+
+
+def functional_view(model, inputs):
+    """A functional model over a subclassed ``model`` called on ``inputs`` (``keras.Input``s, see
+    ``symbolic_inputs``): the same layers and variables, with the ``.inputs``/``.outputs`` the
+    probe reads, and the model's compiled loss and optimizer. Calling it builds an unbuilt model."""
     import keras
 
-    shape = tuple(None if d is None else int(d) for d in input_shape)
-    inp = keras.Input(shape=shape, dtype=dtype)
-    view = keras.Model(inp, model(inp), name=model.name)
+    view = keras.Model(inputs, model(inputs), name=model.name)
     if getattr(model, "optimizer", None) is not None or getattr(model, "loss", None) is not None:
         view.compile(optimizer=model.optimizer or "adam", loss=model.loss)
     return view
@@ -170,7 +186,9 @@ def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any
             raise InputError(f"{path}: the subclassed model was saved unbuilt or with several inputs; stalldoc "
                              "needs one built on a single input: call it on a batch, model(x), before saving")
         try:
-            model = functional_view(model, shape)
+            import keras
+
+            model = functional_view(model, keras.Input(shape=shape))
         except Exception as exc:  # noqa: BLE001 - its call() cannot run on a symbolic input
             raise InputError(f"{path}: the subclassed model cannot be called on a symbolic input of shape "
                              f"{('N', *shape)} ({one_line(exc)})") from exc

@@ -252,23 +252,13 @@ def _ensure_built(model, x):
             raise InputError(f"model {model.name!r}: cannot be built on the fit data ({one_line(exc)})") from None
     if _has_inputs(model):
         return model
-    import keras
+    from stalldoc.inputs.model import functional_view, symbolic_inputs
 
-    first = _rows(x, slice(0, 1))
     try:
-        if isinstance(first, Mapping):
-            inputs = {k: keras.Input(shape=v.shape[1:], dtype=v.dtype, name=k) for k, v in first.items()}
-        elif isinstance(first, list):
-            inputs = [keras.Input(shape=v.shape[1:], dtype=v.dtype) for v in first]
-        else:
-            inputs = keras.Input(shape=first.shape[1:], dtype=first.dtype)
-        wrapper = keras.Model(inputs, model(inputs), name=model.name)
-        optimizer = model.optimizer.__class__.from_config(model.optimizer.get_config())
-        wrapper.compile(optimizer=optimizer, loss=model.loss)
+        return functional_view(model, symbolic_inputs(_rows(x, slice(0, 1))))
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"model {model.name!r}: a subclassed model that cannot be called on symbolic inputs "
                          f"({one_line(exc)})") from None
-    return wrapper
 
 
 def _has_inputs(model) -> bool:
