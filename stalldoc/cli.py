@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from contextlib import contextmanager
 
 import click
 
@@ -16,6 +17,20 @@ from stalldoc.findings import EXIT_ERROR, EXIT_OK, FAIL_ON
 from stalldoc.options import Options
 
 DEFAULT = Options()  # help texts show these defaults; flags > config file > defaults
+
+
+@contextmanager
+def _clean_errors(debug: bool):
+    """Every failure as one line on stderr and exit 2 (a traceback only with --debug)."""
+    try:
+        yield
+    except StalldocError as exc:
+        _fail(str(exc), debug)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback
+        _fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(rerun with --debug for the traceback)", debug)
 
 
 def _fail(message: str, debug: bool = False) -> None:
@@ -105,17 +120,9 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
                              fail_on=fail_on, select=select, ignore=ignore, unsafe=unsafe or None,
                              confirm=confirm, budget=budget, imports=list(imports) or None)
     progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
-    try:
-        with progress:
-            report = check_files(model, data, options, x_key=x_key, y_key=y_key,
-                                 on_stage=progress.stage, on_step=progress.step)
-    except StalldocError as exc:
-        _fail(str(exc), debug)
-    except KeyboardInterrupt:
-        _fail("interrupted")
-    except Exception as exc:  # noqa: BLE001 - never a bare traceback
-        _fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
-              "(rerun with --debug for the traceback)", debug)
+    with _clean_errors(debug), progress:
+        report = check_files(model, data, options, x_key=x_key, y_key=y_key,
+                             on_stage=progress.stage, on_step=progress.step)
     sys.exit(_finish(report, fmt, output, options, exit_zero, export_svg, export_html, debug))
 
 
@@ -143,16 +150,8 @@ def run(command, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fai
     fmt, options = _settings(fmt, config_path, isolated, debug, (output, export_svg, export_html),
                              loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
                              fail_on=fail_on, select=select, ignore=ignore, confirm=confirm, budget=budget)
-    try:
-        outcome = run_command(command, options, then=then, quiet=quiet,
-                              child_stdout_to_stderr=output is None)
-    except StalldocError as exc:
-        _fail(str(exc), debug)
-    except KeyboardInterrupt:
-        _fail("interrupted")
-    except Exception as exc:  # noqa: BLE001 - never a bare traceback
-        _fail(f"internal error: {type(exc).__name__}: {one_line(exc)} "
-              "(rerun with --debug for the traceback)", debug)
+    with _clean_errors(debug):
+        outcome = run_command(command, options, then=then, quiet=quiet, child_stdout_to_stderr=output is None)
     if outcome.report is None:
         click.echo(f"stalldoc: error: {outcome.message}", err=True)
         sys.exit(outcome.code)

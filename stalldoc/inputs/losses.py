@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from stalldoc.errors import InputError
+from stalldoc.inputs.user_code import import_user_code
 
 LOSS_HELP = ("auto, compiled, cosine, keras-cosine, a Keras loss name, "
              "or a function path/to/file.py:function or package.module:function")
@@ -78,24 +75,7 @@ def load_user_function(spec: str) -> tuple[Callable, str]:
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
         raise InputError(f"--loss {spec}: expected FILE.py:FUNCTION or MODULE:FUNCTION")
-    if target.endswith(".py"):
-        if not os.path.isfile(target):
-            raise InputError(f"--loss {spec}: no such file {target}")
-        module_name = "stalldoc_user_loss_" + os.path.splitext(os.path.basename(target))[0]
-        module_spec = importlib.util.spec_from_file_location(module_name, target)
-        if module_spec is None or module_spec.loader is None:
-            raise InputError(f"--loss {spec}: cannot import {target}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - the user's file failed to import
-            raise InputError(f"--loss {spec}: importing {target} failed ({type(exc).__name__}: {exc})") from exc
-    else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"--loss {spec}: cannot import module {target} ({exc})") from exc
+    module = import_user_code(target, label=f"--loss {spec}", prefix="stalldoc_user_loss_")
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise InputError(f"--loss {spec}: {target} has no function {attr!r}")

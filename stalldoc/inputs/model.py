@@ -76,31 +76,10 @@ def import_user_modules(specs) -> None:
     """``--import MODULE`` / ``--import FILE.py``: import what defines the model's custom classes
     (``@keras.saving.register_keras_serializable`` registers them when imported). Importing runs
     the user's code, which they asked for, as a custom ``--loss FILE.py:fn`` does."""
-    import importlib
-    import importlib.util
+    from stalldoc.inputs.user_code import import_user_code
 
     for spec in specs or ():
-        if spec.endswith(".py"):
-            if not os.path.isfile(spec):
-                raise InputError(f"--import {spec}: no such file")
-            name = "stalldoc_user_" + os.path.splitext(os.path.basename(spec))[0]
-            module_spec = importlib.util.spec_from_file_location(name, spec)
-            if module_spec is None or module_spec.loader is None:
-                raise InputError(f"--import {spec}: cannot import this file")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except Exception as exc:  # noqa: BLE001 - the user's file failed to import
-                sys.modules.pop(name, None)
-                raise InputError(f"--import {spec}: importing it failed ({type(exc).__name__}: "
-                                 f"{one_line(exc)})") from exc
-        else:
-            try:
-                importlib.import_module(spec)
-            except Exception as exc:  # noqa: BLE001
-                raise InputError(f"--import {spec}: cannot import module {spec} ({type(exc).__name__}: "
-                                 f"{one_line(exc)})") from exc
+        import_user_code(spec, label=f"--import {spec}", prefix="stalldoc_user_")
 
 
 def is_subclassed(model) -> bool:
