@@ -41,8 +41,12 @@ def rank(findings: list[Finding]) -> list[Finding]:
         f.explains = []
         if f.severity < Severity.WARNING or status(f) == "refuted":
             continue  # an informational note, or a refuted cause, is not offered as the cause of anything
-        for other in by_id(f.id).explains:
-            if other in present and other != f.id:
+        cls = by_id(f.id)
+        # A cause accounts for the outcome it produces: a loss at chance, a stall.
+        outcomes = [] if cls.area == "outcome" or cls.caveat else \
+            [o.id for o in findings if by_id(o.id).area == "outcome" and o.severity >= Severity.WARNING]
+        for other in [*cls.explains, *outcomes]:
+            if other in present and other != f.id and other not in f.explains:
                 f.explains.append(other)
                 explainers.setdefault(other, set()).add(f.id)
 

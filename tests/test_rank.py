@@ -144,3 +144,13 @@ def test_between_two_confirmed_causes_the_one_that_explains_the_other_comes_firs
     ranked = rank([target, head])
     assert [f.id for f in ranked] == ["output-range-mismatch", "unnormalized-target"]
     assert ranked[0].explains == ["unnormalized-target"]
+
+
+def test_a_cause_explains_the_outcome_it_produces():
+    cause = Finding(id="unnormalized-input", severity=Severity.ERROR, confidence=0.8, message="", fix="")
+    outcome = Finding(id="chance-level", severity=Severity.WARNING, confidence=0.7, message="", fix="")
+    note = Finding(id="slow-progress", severity=Severity.INFO, confidence=0.6, message="", fix="")
+    ranked = rank([outcome, note, cause])
+    assert [f.id for f in ranked][:2] == ["unnormalized-input", "chance-level"]
+    assert "chance-level" in ranked[0].explains and ranked[1].explains == []
+    assert "slow-progress" not in ranked[0].explains  # an info note is not an outcome to explain
