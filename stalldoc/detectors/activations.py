@@ -122,8 +122,13 @@ class DeadRelu(Detector):
         if not layers:
             raise Skip("no ReLU-family layers with measured outputs")
         moving = facts.loss_moving
+        starved = _fed_a_vanished_signal(facts)
         out = []
         for lf in layers:
+            if lf.name in starved:
+                continue  # zero in, zero out: vanishing-activation reports the layer where it died
+            if lf.params and not lf.trainable_params:
+                continue  # frozen: its units did not die in training; if its output vanished, that is reported
             rate = np.asarray(lf.unit_active_rate)
             if rate.size == 0:
                 continue
@@ -141,6 +146,29 @@ class DeadRelu(Detector):
                           "threshold": self.t["max_dead_fraction"]},
             ))
         return out
+
+
+def _input_scale(facts: Facts) -> float | None:
+    """RMS of the float inputs (ids excluded): what a layer's output is compared with."""
+    inputs = [a for a in facts.inputs if not used_as_indices(a, facts) and a.features]
+    if not inputs:
+        return None
+    scale = max(float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs)
+    return scale if np.isfinite(scale) and scale > 0 else None
+
+
+def _fed_a_vanished_signal(facts: Facts) -> set[str]:
+    """Layers after the first one whose output vanished (vanishing-activation's rule): their
+    zero outputs are that layer's doing, not their own (a ReLU fed zeros is "dead" too)."""
+    scale = _input_scale(facts)
+    if scale is None:
+        return set()
+    limit = VanishingActivation.thresholds[0].default * scale
+    measured = [lf for lf in facts.layers if lf.output_mean.size and lf.output_std.size]
+    for i, lf in enumerate(measured):
+        if float(np.median(lf.output_rms)) < limit:
+            return {later.name for later in measured[i + 1:]}
+    return set()
 
 
 class VanishingActivation(Detector):
@@ -174,17 +202,14 @@ class VanishingActivation(Detector):
     explains = ("vanishing-gradient", "disconnected-gradient", "zero-norm-target")
 
     def check(self, facts: Facts) -> list[Finding]:
-        inputs = [a for a in facts.inputs if not used_as_indices(a, facts) and a.features]
-        if not inputs:
-            raise Skip("no float inputs to compare layer outputs with")
-        scale = max(float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs)
-        if not np.isfinite(scale) or scale <= 0:
-            raise Skip("the inputs are all zero or not finite")
+        scale = _input_scale(facts)
+        if scale is None:
+            raise Skip("no float inputs with a finite, non-zero scale to compare layer outputs with")
         measured = [lf for lf in facts.layers if lf.output_mean.size and lf.output_std.size]
         if not measured:
             raise Skip("no layer outputs measured")
         for lf in measured:
-            rms = float(np.median(np.sqrt(lf.output_mean**2 + lf.output_std**2)))
+            rms = float(np.median(lf.output_rms))
             ratio = rms / scale
             if ratio < self.t["max_ratio"]:
                 return [self.finding(

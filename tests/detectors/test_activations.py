@@ -165,3 +165,21 @@ def test_exploding_activation_falls_back_to_the_inputs_and_skips_without_them():
     tokens.consumed_as_indices = True
     with pytest.raises(Skip, match="no float inputs"):
         ExplodingActivation().check(exploding_facts([10.0], input_rms=None, inputs=[tokens]))
+
+
+def test_dead_relu_leaves_layers_fed_a_vanished_signal_and_frozen_layers_to_vanishing_activation():
+    layers = F.mlp_layers(["linear", "relu", "relu", "linear"])
+    for lf in layers:
+        lf.output_mean, lf.output_std = np.full(F.STEPS, 0.5), np.full(F.STEPS, 0.5)
+    layers[1].unit_active_rate = np.zeros(8)  # dead, and fed a healthy signal: its own fault
+    layers[2].unit_active_rate = np.zeros(8)
+    facts = F.facts(layers=layers)
+    assert [f.layer for f in DeadRelu().check(facts)] == [layers[1].name, layers[2].name]
+    # The first layer's output vanished (zero weights): the ReLU layers after it only pass zeros on.
+    layers[0].output_mean, layers[0].output_std = np.zeros(F.STEPS), np.zeros(F.STEPS)
+    assert [f.id for f in VanishingActivation().check(facts)] == ["vanishing-activation"]
+    assert DeadRelu().check(facts) == []
+    # A frozen ReLU layer that outputs nothing did not die in training.
+    layers[0].output_mean, layers[0].output_std = np.full(F.STEPS, 0.5), np.full(F.STEPS, 0.5)
+    layers[1].trainable_params = 0
+    assert [f.layer for f in DeadRelu().check(facts)] == [layers[2].name]
