@@ -296,6 +296,9 @@ def _measure_task(facts: Facts, eval_y: np.ndarray, initial_pred: np.ndarray, fi
     task.accuracy_final = accuracy(task, eval_y, final_pred)
     task.chance_accuracy = chance_accuracy(task, eval_y)
     facts.task = task
+    if lp is not None and task.kind != "classification":
+        # About target vectors (zero ones replaced, ...): noise for class labels, where a 0 is a class.
+        facts.notes.extend(lp.notes)
 
 
 def _measure_loss_function(loss: ResolvedLoss, dataset: Dataset, facts: Facts, *, seed: int) -> None:
@@ -323,8 +326,7 @@ def _measure_loss_function(loss: ResolvedLoss, dataset: Dataset, facts: Facts, *
         return
     if pred is not None and result.positive_part_cosine is not None and result.output_range is not None:
         pred.best_reachable_cosine = result.positive_part_cosine
-    facts.notes.extend(result.notes)
-    facts.loss_probe = result
+    facts.loss_probe = result  # its notes join the report's once the task is known (_measure_task)
 
 
 def _class_ids(facts: Facts, pred) -> bool:

@@ -140,3 +140,25 @@ def test_loss_and_output_that_disagree_are_named(case):
         target = np.eye(10, dtype="float32")[y]
     report, ids = diagnose(model, x, target)
     assert "loss-output-mismatch" in ids, (ids, report.loss)
+
+
+def test_a_regressor_that_only_learns_the_mean_target_is_at_chance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 10)).astype("float32")
+    y = (5 + 3 * rng.normal(size=(1024, 1))).astype("float32")  # independent of x
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    report, ids = diagnose(model, x, y)
+    # Its MSE falls a long way (toward var(y)) while it learns nothing that depends on x.
+    assert report.loss.initial > 1.5 * report.loss.baseline
+    assert report.verdict == "stalled" and ids[0] == "chance-level", (ids, report.loss)
+
+
+def test_binary_labels_carry_no_note_about_zero_target_vectors():
+    x, y = classes(k=2)
+    model = classifier(head="sigmoid", units=1)
+    model.compile("adam", "binary_crossentropy")
+    report = stalldoc.diagnose(model, x, y.astype("float32")[:, None])
+    assert not any("zero" in note for note in report.facts.notes), report.facts.notes
+    assert report.verdict == "healthy"
