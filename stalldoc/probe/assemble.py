@@ -15,7 +15,11 @@ def series(records: list[dict], key: str) -> np.ndarray:
 
 def variable_facts(step, records: list[dict], initial_values: list[np.ndarray],
                    final_values: list[np.ndarray]) -> list[VariableFacts]:
-    var_layer = variable_owners(step.inst.entries) if step.inst.entries else _top_owners(step.model)
+    if step.inst.entries:
+        tops = [(e.layer, e.path, e.index) for e in step.inst.entries]
+    else:  # without a graph (a subclassed model): the top-level layers, each explored
+        tops = [(layer, layer.name, i) for i, layer in enumerate(getattr(step.model, "layers", None) or [])]
+    var_layer = variable_owners(tops)
     none_grads = step.none_grads or [False] * len(step.tvars)
     grad_norm, grad_abs = series(records, "grad_norm"), series(records, "grad_abs")
     weight_norm, update_norm = series(records, "weight_norm"), series(records, "update_norm")
@@ -33,22 +37,6 @@ def variable_facts(step, records: list[dict], initial_values: list[np.ndarray],
             if value.size else None, final_unit_spread=unit_spread(final_values[i]),
         ))
     return out
-
-
-def _top_owners(model) -> dict[int, tuple[str, int]]:
-    """Without a graph (a subclassed model): each variable's innermost tracked layer, by path."""
-    owners: dict[int, tuple[str, int]] = {}
-
-    def visit(layer, path: str, index: int, depth: int) -> None:
-        for w in layer.trainable_weights:
-            owners[id(w)] = (path, index)
-        if depth < 8:
-            for sub in getattr(layer, "_layers", None) or []:
-                visit(sub, f"{path}/{sub.name}" if path else sub.name, index, depth + 1)
-
-    for index, layer in enumerate(getattr(model, "layers", None) or []):
-        visit(layer, layer.name, index, 1)
-    return owners
 
 
 def unit_spread(value: np.ndarray) -> float | None:

@@ -134,9 +134,10 @@ def flatten(model, prefix: str = "", start: int = 0, top: bool = True) -> tuple[
     return entries, index
 
 
-def variable_owners(entries: list[Entry]) -> dict[int, tuple[str, int]]:
-    """id(variable) -> (path, index) of the innermost layer holding it; a subclassed model's or
-    custom layer's tracked sublayers extend the path (``my_net/dense``)."""
+def variable_owners(layers) -> dict[int, tuple[str, int]]:
+    """id(variable) -> (path, index) of the innermost layer holding it, for ``layers`` given as
+    (layer, path, index); a subclassed model's or custom layer's tracked sublayers extend the
+    path (``my_net/dense``)."""
     owners: dict[int, tuple[str, int]] = {}
 
     def visit(layer, path: str, index: int, depth: int) -> None:
@@ -146,8 +147,8 @@ def variable_owners(entries: list[Entry]) -> dict[int, tuple[str, int]]:
             for sub in getattr(layer, "_layers", None) or []:
                 visit(sub, f"{path}/{sub.name}", index, depth + 1)
 
-    for entry in entries:
-        visit(entry.layer, entry.path, entry.index, 0)
+    for layer, path, index in layers:
+        visit(layer, path, index, 0)
     return owners
 
 
