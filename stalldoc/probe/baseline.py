@@ -84,7 +84,7 @@ def constant_baseline(loss_fn, y_fit: np.ndarray, y_eval: np.ndarray, output_sha
         pred = tf.broadcast_to(act(variable)[None], (tf.shape(y)[0],) + shape)
         return tf.reduce_mean(tf.cast(loss_fn(y, pred), tf.float32))
 
-    @tf.function
+    @tf.function(autograph=False)
     def fit_step():
         with tf.GradientTape() as tape:
             value = loss_at(y_fit_t, z)

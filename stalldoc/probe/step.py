@@ -95,7 +95,7 @@ class InstrumentedStep:
 
         model, tvars, optimizer, inst = self.model, self.tvars, self.optimizer, self.inst
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 outs, extras = inst(x, training=True)
@@ -144,7 +144,7 @@ class InstrumentedStep:
         # The model alone (no per-layer outputs), compiled, so intermediate activations are
         # freed as they are consumed (an eager call holds them all: +450 MiB peak on
         # MobileNetV2 at batch 8).
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def evaluate(x, y, training):
             out = model(x[0] if len(x) == 1 else x, training=training)
             out = out[0] if isinstance(out, (list, tuple)) else out
