@@ -84,7 +84,8 @@ _DIAGNOSIS_OPTIONS = (
                   help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
                        "against a control, and rank by the measured effect  [default: on]"),
     click.option("--budget", type=float, default=None, metavar="SECONDS",
-                  help=f"time for those re-runs in all  [default: {DEFAULT.budget:g}]"),
+                  help="seconds the probe's steps (half at most) and the confirmation re-runs may take in all"
+                       f"  [default: {DEFAULT.budget:g}]"),
     click.option("-q", "--quiet", is_flag=True, help="no progress on stderr"),
     click.option("--debug", is_flag=True, help="show tracebacks on errors"),
 )

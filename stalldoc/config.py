@@ -9,7 +9,7 @@
     select = ["vanishing-gradient", "dead-relu"]   # run only these
     ignore = ["constant-input"]                    # never these
     confirm = false                                # no counterfactual re-runs
-    budget = 10                                    # seconds for them
+    budget = 60                                    # seconds for the probe's steps and those re-runs
 
     [tool.stalldoc.detectors.vanishing-gradient]
     min_grad_rms = 1e-8

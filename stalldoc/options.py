@@ -13,8 +13,9 @@ from typing import Any
 from stalldoc.errors import InputError
 from stalldoc.findings import FAIL_ON
 
-# Seconds the confirm stage may spend on its interventions (--budget).
-DEFAULT_BUDGET_S = 30.0
+# Seconds a diagnosis may spend training (--budget): the probe's steps (half of it at most,
+# trace included; stalldoc.probe.Horizon) and the confirm stage's re-runs (what is left).
+DEFAULT_BUDGET_S = 60.0
 
 # The probe extends its horizon up to this many times --steps while the trend is undecided.
 MAX_STEPS_FACTOR = 8
@@ -33,8 +34,8 @@ class Options:
     ignore: list[str] | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     unsafe: bool = False
-    # The confirm stage: a control and each suspected cause's fix, re-run on the traced step,
-    # within ``budget`` seconds in all (stalldoc.confirm).
+    # The confirm stage: a control and each suspected cause's fix, re-run on the traced step
+    # (stalldoc.confirm), within what the probe left of ``budget`` seconds.
     confirm: bool = True
     budget: float = DEFAULT_BUDGET_S
     # --import MODULE|FILE.py: imported before the model is loaded (registers custom classes).

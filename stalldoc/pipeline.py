@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -65,16 +66,20 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
         raise InputError(f"--loss {options.loss}: cannot be resolved ({one_line(exc)})") from exc
     _stage(on_stage, "probing")
-    facts, session = collect_facts(model, dataset, loss, horizon=Horizon(options.steps, options.horizon_max),
+    started = time.perf_counter()
+    facts, session = collect_facts(model, dataset, loss,
+                                    horizon=Horizon.within(options.steps, options.horizon_max, options.budget),
                                     batch_size=options.batch_size, seed=options.seed, model_path=model_path,
                                     notes=notes, on_step=on_step)
-    return build_report(facts, options, session=session, on_stage=on_stage)
+    return build_report(facts, options, session=session, on_stage=on_stage,
+                        confirm_budget_s=options.budget - (time.perf_counter() - started))
 
 
 def build_report(facts: Facts, options: Options | None = None, *, session=None,
-                 on_stage: Callable[[str], None] | None = None) -> Report:
+                 on_stage: Callable[[str], None] | None = None, confirm_budget_s: float | None = None) -> Report:
     """Detectors, ranking, verdict, and — given the probe's session, for a stalled verdict with
-    ``options.confirm`` — the confirm stage's counterfactual runs, over already collected facts."""
+    ``options.confirm`` — the confirm stage's counterfactual runs, over already collected facts,
+    within ``confirm_budget_s`` seconds (what the probe left of ``options.budget``)."""
     options = options or Options()
     findings, skipped, errors, passed = run_detectors(
         facts, select=options.select, ignore=options.ignore, thresholds=options.thresholds)
@@ -86,7 +91,8 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
         from stalldoc.confirm.run import confirm
 
         _stage(on_stage, "confirming")
-        interventions = confirm(session, facts, findings, budget_s=options.budget, seed=options.seed,
+        budget_s = options.budget if confirm_budget_s is None else max(confirm_budget_s, 0.0)
+        interventions = confirm(session, facts, findings, budget_s=budget_s, seed=options.seed,
                                 on_stage=on_stage)  # may append the finding an exploratory run confirmed
         if any((f.confirmation or {}).get("status") == "confirmed" and f.severity >= Severity.WARNING
                for f in findings):  # a confirmed cause explains the stall: it is no longer unexplained

@@ -35,16 +35,28 @@ __all__ = ["Horizon", "ProbeSession", "collect_facts", "run_probe"]
 # A falling trend in the per-step training loss is significant below this t statistic.
 TREND_T = -3.0
 
+# The share of the diagnosis' time budget (--budget) the probe's steps may use; the rest is
+# the confirm stage's. A budget never cuts the probe below MIN_BUDGET_STEPS steps.
+PROBE_BUDGET_SHARE = 0.5
+MIN_BUDGET_STEPS = 10
+
 
 @dataclass(frozen=True)
 class Horizon:
     """How many steps the probe runs: ``steps`` first, then, while the trend is undecided (a
     fall too small to call moving, or a flat loss whose per-step values still fall
-    significantly), doubling up to ``max_steps`` and within ``budget_s`` seconds of stepping."""
+    significantly), doubling up to ``max_steps``; all within ``budget_s`` seconds of stepping
+    (the first step's trace included), which may stop a slow model's probe before ``steps``
+    but never before ``MIN_BUDGET_STEPS``."""
 
     steps: int
     max_steps: int
     budget_s: float = 30.0
+
+    @classmethod
+    def within(cls, steps: int, max_steps: int, diagnosis_budget_s: float) -> Horizon:
+        """The horizon of a diagnosis whose time budget (``--budget``) is ``diagnosis_budget_s``."""
+        return cls(steps=steps, max_steps=max_steps, budget_s=diagnosis_budget_s * PROBE_BUDGET_SHARE)
 
     @classmethod
     def fixed(cls, steps: int) -> Horizon:
@@ -149,15 +161,22 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     baseline = _baseline(loss, dataset, indices, batch, eval_y, initial_pred, model)
 
     records: list[dict] = []
+    step_seconds: list[float] = []
     started = time.perf_counter()
     target = horizon.steps
+    out_of_time = False
     while True:
         while len(records) < target:
+            if _next_step_over_budget(started, step_seconds, horizon):
+                out_of_time = True
+                break
             x, y = take(len(records) + 1)
+            began = time.perf_counter()
             records.append(step.train(x, y))
+            step_seconds.append(time.perf_counter() - began)
             if on_step:
                 on_step(len(records))
-        if target >= horizon.max_steps:
+        if out_of_time or target >= horizon.max_steps:
             break
         elapsed = time.perf_counter() - started
         current = step.evaluate(eval_x, eval_y, training=with_batchnorm)[0]
@@ -167,6 +186,10 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         target = min(horizon.max_steps, target * 2)
     if len(records) > horizon.steps:
         notes.append(f"the trend after {horizon.steps} steps was undecided: the probe ran {len(records)} steps")
+    if out_of_time and len(records) < horizon.steps:
+        notes.append(f"the time budget bound the probe: {len(records)} of {horizon.steps} steps ran "
+                     f"({_typical_step_seconds(step_seconds):.2g} s a step; the probe's steps may take "
+                     f"{horizon.budget_s:g} s, half of --budget)")
     final, final_pred = step.evaluate(eval_x, eval_y)
     training_final = step.evaluate(eval_x, eval_y, training=True)[0] if with_batchnorm else None
 
@@ -229,6 +252,20 @@ def _all_layers(model) -> list:
         if hasattr(layer, "layers"):
             out.extend(_all_layers(layer))
     return out
+
+
+def _next_step_over_budget(started: float, step_seconds: list[float], horizon: Horizon) -> bool:
+    """Whether one more step would take the probe past its time budget (never before
+    ``MIN_BUDGET_STEPS`` steps have run)."""
+    if len(step_seconds) < MIN_BUDGET_STEPS:
+        return False
+    elapsed = time.perf_counter() - started
+    return elapsed + _typical_step_seconds(step_seconds) > horizon.budget_s
+
+
+def _typical_step_seconds(step_seconds: list[float]) -> float:
+    """The median step time, the first step (which traces) left out when there are others."""
+    return float(np.median(step_seconds[1:] if len(step_seconds) > 1 else step_seconds))
 
 
 def _decided(initial: float, current: float, floor: float | None, baseline: float | None,
