@@ -43,7 +43,9 @@ def conclude(facts: Facts, findings: list[Finding], ran: list[str],
 
     A converged model (far below its constant-predictor baseline, flat) may show saturated
     or dead units without being stalled: such state-describing findings become info. A
-    stalled verdict that no warning explains gets ``unexplained-stall``.
+    stalled verdict that no warning explains gets ``unexplained-stall``; it drops
+    ``slow-progress``, whose "the loss falls" is then a fall of the wrong objective (an
+    inverted sign) or of a loss that is not the verdict's.
     """
     if any(f.id == "converged" for f in findings):
         for f in findings:
@@ -51,6 +53,8 @@ def conclude(facts: Facts, findings: list[Finding], ran: list[str],
                 f.severity = Severity.INFO
                 f.message += " (the model has converged: expected of a trained network)"
     result = verdict(facts, findings)
+    if result == "stalled":
+        findings = [f for f in findings if f.id != "slow-progress"]
     if result == "stalled" and not _loud(findings) and "unexplained-stall" not in (ignore or []):
         findings = findings + by_id("unexplained-stall")().conclude(facts, findings, ran)
     return result, findings

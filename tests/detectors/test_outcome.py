@@ -114,6 +114,17 @@ def test_slow_progress_only_after_the_horizon_was_extended_and_the_loss_moved():
         SlowProgress().check(with_baseline(2.3, 2.0, 2.3))  # a fixed horizon
 
 
+def test_a_stalled_verdict_drops_slow_progress_whose_falling_loss_is_the_wrong_objective():
+    facts = with_baseline(2.3, 2.0, 2.3, planned_steps=20)
+    facts.steps = 80
+    slow = SlowProgress().check(facts)
+    inverted = Finding(id="inverted-loss", severity=Severity.ERROR, confidence=0.9, message="", fix="")
+    result, findings = conclude(facts, [inverted, *slow], ran=["inverted-loss", "slow-progress"])
+    assert result == "stalled" and [f.id for f in findings] == ["inverted-loss"]
+    result, findings = conclude(facts, slow, ran=["slow-progress"])  # it trains: the note stays
+    assert result == "healthy" and [f.id for f in findings] == ["slow-progress"]
+
+
 def test_batchnorm_lag_when_training_mode_moves_and_inference_mode_does_not():
     layers = F.mlp_layers(["relu", "linear", "softmax"])
     layers[1].class_name, layers[1].momentum = "BatchNormalization", 0.999
