@@ -149,7 +149,10 @@ class DegenerateCosineAxis(Detector):
                           "threshold": self.t["min_sensitivity"]},
             )]
         cosine_shaped = math.isfinite(lp.affine_residual) and lp.affine_residual < AFFINE_TOLERANCE
-        if lp.batch_axis_coupling > self.t["max_coupling"] and cosine_shaped:
+        # Of Keras' built-in losses only the cosine takes an axis argument; the others are
+        # per-sample by construction (an MSE on unit vectors is cosine-shaped too).
+        per_sample_builtin = facts.loss.kind is not None and "cosine" not in facts.loss.kind
+        if lp.batch_axis_coupling > self.t["max_coupling"] and cosine_shaped and not per_sample_builtin:
             return [self.finding(
                 f"the loss couples samples across the batch: coupling {fmt(lp.batch_axis_coupling)} > "
                 f"{fmt(self.t['max_coupling'])} for a cosine-shaped loss — the cosine is taken over the "

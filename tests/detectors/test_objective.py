@@ -100,6 +100,14 @@ def test_degenerate_axis_batch_coupling_both_sides(coupling, expected):
         assert found[0].severity is Severity.WARNING and "batch" in found[0].message
 
 
+def test_batch_coupling_is_judged_for_cosines_and_custom_losses_not_per_sample_builtins():
+    facts = F.with_probe(F.loss_probe(coupling=6.8e-4))
+    facts.loss.kind = "mean_squared_error"
+    assert DegenerateCosineAxis().check(facts) == []
+    facts.loss.kind = "cosine_similarity"  # Keras' cosine takes an axis: axis=0 couples the batch
+    assert [f.id for f in DegenerateCosineAxis().check(facts)] == ["degenerate-cosine-axis"]
+
+
 def test_batch_coupling_of_a_loss_that_is_not_cosine_shaped_is_not_a_cosine_axis_fault():
     # e.g. a contrastive loss: coupled on purpose, far from affine in cos.
     assert DegenerateCosineAxis().check(F.with_probe(F.loss_probe(coupling=0.1, affine=0.3))) == []
