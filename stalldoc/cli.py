@@ -102,15 +102,26 @@ def diagnosis_options(command):
 @click.argument("model", type=click.Path(dir_okay=True))
 @click.argument("data", type=click.Path(dir_okay=True))
 @diagnosis_options
-@click.option("--x-key", default=None, help="name of the inputs array in DATA")
-@click.option("--y-key", default=None, help="name of the targets array in DATA")
+@click.option("--x-key", default=None, help="name of the inputs array in DATA (CSV: input columns, comma-separated)")
+@click.option("--y-key", default=None, help="name of the targets array in DATA (CSV: target columns, comma-separated)")
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
 @click.option("--import", "imports", multiple=True, metavar="MODULE|FILE.py",
               help="import this first: it registers the model's custom classes (runs its code; repeatable)")
 def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
           confirm, budget, x_key, y_key, unsafe, imports, quiet, debug) -> None:
-    """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis."""
+    """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis.
+
+    \b
+    DATA is one of:
+      data.npz             arrays x and y (or inputs/labels, ...; --x-key/--y-key)
+      data_dir/            a directory of .npy files (x.npy, y.npy), read in place
+      data.csv             a CSV with a header; --y-key names the target column(s),
+                           the other numeric columns are the inputs (or --x-key)
+      FILE.py:FUNC         FUNC() returns (x, y) arrays, a dict of arrays, a tf.data.Dataset,
+      MODULE:FUNC          a generator or a keras PyDataset of (x, y) batches (runs that code;
+                           a stream is read only as far as the probe's rows)
+    """
     import os
 
     from stalldoc.pipeline import check_files

@@ -11,7 +11,8 @@ from stalldoc.detectors import run_detectors
 from stalldoc.errors import InputError, one_line
 from stalldoc.facts import Facts
 from stalldoc.findings import Report, Severity
-from stalldoc.inputs.data import Dataset, load_dataset
+from stalldoc.inputs.data import Dataset
+from stalldoc.inputs.sources import load_source
 from stalldoc.options import Options
 from stalldoc.rank import rank
 from stalldoc.verdict import conclude
@@ -37,8 +38,7 @@ def check_files(model_path: str, data_path: str, options: Options,
     model, notes = load_model(model_path, unsafe=options.unsafe,
                               custom_objects=user_custom_objects(options.loss), imports=options.imports)
     _stage(on_stage, "loading data")
-    dataset = load_dataset(data_path, [t.name for t in model.inputs] if len(model.inputs) > 1 else ["input"],
-                           x_key=x_key, y_key=y_key)
+    dataset = load_source(data_path, model, x_key=x_key, y_key=y_key, options=options)
     declared = declared_loss(model_path) if getattr(model, "loss", None) is None else None
     return diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes,
                             on_stage=on_stage, on_step=on_step, declared_loss=declared)
@@ -53,6 +53,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     from stalldoc.probe import Horizon, collect_facts
 
     options.validate()
+    notes = [*(notes or []), *dataset.notes]
     outputs = len(getattr(model, "outputs", None) or [])
     if outputs > 1:
         raise InputError(f"{model_path or 'model'}: the model has {outputs} outputs; stalldoc diagnoses "

@@ -8,7 +8,7 @@ be ``LazyArray``s supporting ``.shape``, ``.dtype``, ``arr[a:b]`` and ``arr[indi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,8 @@ class Dataset:
     targets: np.ndarray
     x_keys: list[str]
     y_key: str
+    # Sentences for the report about how the data was read (e.g. only a sample of a stream).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def samples(self) -> int:
@@ -50,26 +52,33 @@ def _pick(path: str, keys: list[str], candidates: tuple[str, ...], what: str, fl
     if len(found) > 1:
         raise InputError(f"{path}: ambiguous {what} keys {found}; choose one with {flag}")
     raise InputError(f"{path}: no {what} array found (looked for {', '.join(candidates)}; "
-                     f"file has {', '.join(keys) or 'no arrays'}); name it with {flag}")
+                     f"it has {', '.join(keys) or 'no arrays'}); name it with {flag}")
 
 
 def load_dataset(path: str, input_names: list[str], *, x_key: str | None = None,
                  y_key: str | None = None) -> Dataset:
-    """Read DATA and match its arrays to the model's inputs and its targets."""
+    """Read DATA (a .npz archive) and match its arrays to the model's inputs and its targets."""
     arrays = _open(path)
-    keys = list(arrays)
-    if not keys:
+    if not arrays:
         raise InputError(f"{path}: the archive holds no arrays (no .npy members)")
+    return match_arrays(path, arrays, input_names, x_key=x_key, y_key=y_key)
+
+
+def match_arrays(path: str, arrays, input_names: list[str], *, x_key: str | None = None,
+                 y_key: str | None = None) -> Dataset:
+    """Arrays by name (an archive's, a directory's, a function's dict) matched to the model's
+    inputs and its targets, by the names given or the usual ones; ``path`` names them in errors."""
+    keys = list(arrays)
     if y_key is not None and y_key not in arrays:
-        raise InputError(f"{path}: no array named {y_key!r} (--y-key); file has {', '.join(keys)}")
+        raise InputError(f"{path}: no array named {y_key!r} (--y-key); it has {', '.join(keys)}")
     if x_key is not None and x_key not in arrays:
-        raise InputError(f"{path}: no array named {x_key!r} (--x-key); file has {', '.join(keys)}")
+        raise InputError(f"{path}: no array named {x_key!r} (--x-key); it has {', '.join(keys)}")
     y_name = y_key or _pick(path, keys, Y_KEYS, "target", "--y-key")
     if len(input_names) > 1 and x_key is None:
         missing = [n for n in input_names if n not in arrays]
         if missing:
             raise InputError(f"{path}: the model has inputs {input_names}; arrays named "
-                             f"{missing} are missing (file has {', '.join(keys)})")
+                             f"{missing} are missing (it has {', '.join(keys)})")
         x_names = list(input_names)
     else:
         if len(input_names) > 1:
@@ -180,7 +189,13 @@ def prepare_probe_sample(dataset: Dataset, *, steps: int, batch_size: int, seed:
 def probe_rows(samples: int, *, steps: int, batch_size: int, seed: int) -> tuple[int, np.ndarray]:
     """The probe's batch size and the rows it reads: the evaluation batch, then one per step."""
     batch = max(1, min(batch_size, samples))
-    return batch, sample_indices(samples, batch * (steps + 1), seed)
+    return batch, sample_indices(samples, probe_row_count(steps=steps, batch_size=batch), seed)
+
+
+def probe_row_count(*, steps: int, batch_size: int) -> int:
+    """How many rows the probe reads at most: the evaluation batch and one per step (a stream
+    is read no further than this)."""
+    return batch_size * (steps + 1)
 
 
 def sample_indices(samples: int, count: int, seed: int) -> np.ndarray:

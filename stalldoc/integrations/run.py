@@ -198,10 +198,18 @@ def install(spec_path: str) -> None:
     keras.Model.fit = fit
 
 
+def _reader(x, y):
+    """Reads only what the diagnosis needs from fit's ``x``/``y``, and keeps what a generator yielded."""
+    from stalldoc.inputs.streams import BatchReader
+
+    return BatchReader(x, y, max_rows=STREAM_SAMPLES, max_batches=MAX_BATCHES, array_rows=ARRAY_SAMPLES,
+                       label="the fit data")
+
+
 def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
     """Diagnose, write the result, then stop the process or return the ``x`` fit should train on
     (a generator standing in for one partly read; None: unchanged)."""
-    reader = _Reader(arguments.get("x"), arguments.get("y"))
+    reader = _reader(arguments.get("x"), arguments.get("y"))
     try:
         options = Options(**spec["options"])
         options.validate()
@@ -222,15 +230,19 @@ def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
     return reader.replacement()
 
 
-def _diagnose(model, reader: _Reader, options: Options, spec: Mapping[str, Any]):
+def _diagnose(model, reader, options: Options, spec: Mapping[str, Any]):
     from stalldoc.api import preserved, to_dataset
     from stalldoc.pipeline import diagnose_dataset
     from stalldoc.report.live import Progress
 
+    if reader.kind == "arrays" and reader.y is None and reader.x is not None:
+        raise InputError("fit was given inputs but no targets (y): stalldoc needs (x, y)")
     x, y = reader.read(options.seed)
     model = _ensure_built(model, x)
     dataset = to_dataset(model, x, y)
-    dataset.path = f"{spec['script']}: fit data ({reader.kind}, {dataset.samples} samples{reader.note})"
+    dataset.path = f"{spec['script']}: fit data ({reader.kind}, {dataset.samples} samples)"
+    if reader.note:
+        dataset.notes.append(reader.note)
     if not spec.get("quiet"):
         print(f"stalldoc: diagnosing model {model.name!r} of {spec['script']} at its first fit, on "
               f"{dataset.samples} samples of {reader.kind}", file=sys.stderr, flush=True)
@@ -244,8 +256,10 @@ def _ensure_built(model, x):
     """The model to probe: built by fit's first batch as fit would (a Sequential model without an
     Input), and a subclassed model (no symbolic inputs) wrapped in a functional model sharing its
     layers and weights, compiled with its loss and a copy of its optimizer."""
+    from stalldoc.inputs.streams import rows_of
+
     if not (getattr(model, "built", True) and _has_inputs(model)):
-        first = _rows(x, slice(0, 1))
+        first = rows_of(x, slice(0, 1))
         try:
             model(first, training=False)
         except Exception as exc:  # noqa: BLE001
@@ -255,7 +269,7 @@ def _ensure_built(model, x):
     from stalldoc.inputs.model import functional_view, symbolic_inputs
 
     try:
-        return functional_view(model, symbolic_inputs(_rows(x, slice(0, 1))))
+        return functional_view(model, symbolic_inputs(rows_of(x, slice(0, 1))))
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"model {model.name!r}: a subclassed model that cannot be called on symbolic inputs "
                          f"({one_line(exc)})") from None
@@ -266,157 +280,3 @@ def _has_inputs(model) -> bool:
         return bool(model.inputs)
     except (AttributeError, ValueError):
         return False
-
-
-class _Reader:
-    """Reads only what the diagnosis needs from fit's ``x``/``y``, and keeps what a generator yielded."""
-
-    def __init__(self, x, y) -> None:
-        self.x, self.y = x, y
-        self.kind = _kind(x)
-        self.note = ""
-        self.consumed: list = []  # batches taken from a one-shot iterator
-        self.exhausted = False
-
-    def read(self, seed: int):
-        x, y = self.x, self.y
-        if x is None:
-            raise InputError("fit was called without x: nothing to diagnose on")
-        if self.kind == "arrays":
-            if y is None:
-                raise InputError("fit was given inputs but no targets (y): stalldoc needs (x, y)")
-            return _sample(x, y, ARRAY_SAMPLES, seed)
-        batches = self._batches()
-        if not batches:
-            raise InputError(f"the fit data ({self.kind}) yielded no batch")
-        self.note = f", the first {len(batches)} batches"
-        return _concat([_pair(b, self.kind) for b in batches])
-
-    def _batches(self) -> list:
-        import keras
-
-        x = self.x
-        out: list = []
-        rows = 0
-        if isinstance(x, keras.utils.PyDataset):
-            count = getattr(x, "num_batches", None)
-            i = 0
-            while rows < STREAM_SAMPLES and len(out) < MAX_BATCHES and (count is None or i < count):
-                try:
-                    batch = x[i]
-                except IndexError:
-                    break
-                out.append(batch)
-                rows += _batch_rows(batch)
-                i += 1
-            return out
-        if _is_tf_dataset(x):
-            iterator = iter(x)  # a fresh iterator: fit reads the pipeline again from its start
-        else:
-            iterator = x
-        while rows < STREAM_SAMPLES and len(out) < MAX_BATCHES:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                self.exhausted = True
-                break
-            if iterator is x:
-                self.consumed.append(batch)
-            out.append(batch)
-            rows += _batch_rows(batch)
-        return out
-
-    def replacement(self):
-        """For ``--then continue``: the one-shot iterator with the batches read put back in front."""
-        if not self.consumed:
-            return None
-        consumed, rest, exhausted = self.consumed, self.x, self.exhausted
-
-        def again():
-            yield from consumed
-            if not exhausted:
-                yield from rest
-
-        return again()
-
-
-def _kind(x) -> str:
-    import inspect
-
-    import keras
-
-    if x is None:
-        return "nothing"
-    if isinstance(x, keras.utils.PyDataset):
-        return "a keras PyDataset"
-    if _is_tf_dataset(x):
-        return "a tf.data.Dataset"
-    if inspect.isgenerator(x) or hasattr(x, "__next__"):
-        return "a Python generator"
-    return "arrays"
-
-
-def _is_tf_dataset(x) -> bool:
-    return hasattr(x, "element_spec") and hasattr(x, "take") and hasattr(x, "__iter__")
-
-
-def _pair(batch, kind: str):
-    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-        raise InputError(f"the fit data ({kind}) yields batches without targets; stalldoc needs (x, y) pairs")
-    return _numpy(batch[0]), _numpy(batch[1])
-
-
-def _numpy(value):
-    import numpy as np
-
-    if isinstance(value, Mapping):
-        return {k: np.asarray(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [np.asarray(v) for v in value]
-    return np.asarray(value)
-
-
-def _batch_rows(batch) -> int:
-    import numpy as np
-
-    first = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
-    while isinstance(first, (list, tuple, Mapping)) and first:
-        first = next(iter(first.values())) if isinstance(first, Mapping) else first[0]
-    shape = np.shape(first)
-    return int(shape[0]) if shape else 1
-
-
-def _concat(pairs):
-    import numpy as np
-
-    xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
-    first = xs[0]
-    if isinstance(first, Mapping):
-        x = {k: np.concatenate([b[k] for b in xs]) for k in first}
-    elif isinstance(first, list):
-        x = [np.concatenate([b[i] for b in xs]) for i in range(len(first))]
-    else:
-        x = np.concatenate(xs)
-    return x, np.concatenate(ys)
-
-
-def _rows(x, index):
-    import numpy as np
-
-    if isinstance(x, Mapping):
-        return {k: np.asarray(v)[index] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(v)[index] for v in x]
-    return np.asarray(x)[index]
-
-
-def _sample(x, y, n: int, seed: int):
-    """``n`` rows drawn at random (the same rows of x and y), in their stored order."""
-    import numpy as np
-
-    y = np.asarray(y)
-    total = len(y)
-    if total <= n:
-        return _rows(x, slice(None)), y
-    idx = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
-    return _rows(x, idx), y[idx]
