@@ -28,15 +28,19 @@ from stalldoc.inputs.data import validate_array
 IN_MEMORY = "<arrays>"
 
 
-def diagnose(model, x, y, *, loss: str | None = None, steps: int | None = None, max_steps: int | None = None,
+def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, max_steps: int | None = None,
              batch_size: int | None = None, seed: int | None = None, select: Sequence[str] | None = None,
              ignore: Sequence[str] | None = None,
              thresholds: Mapping[str, Mapping[str, float]] | None = None) -> Report:
     """Run a few instrumented training steps of ``model`` on ``(x, y)`` and return the ranked diagnosis.
 
     ``x`` is an array, or a list (in ``model.inputs`` order) or dict (by input name) of arrays
-    for a multi-input model; ``y`` the targets. ``loss`` takes the same specs as
-    ``stalldoc check --loss`` (``auto`` = the model's compiled loss, else cosine distance).
+    for a multi-input model; ``y`` the targets. Like ``fit``, ``x`` may instead be a
+    ``tf.data.Dataset``, a generator or a ``keras.utils.PyDataset`` of ``(x, y)`` batches (or
+    single samples), with ``y=None``: it is read only as far as the probe's rows, and the
+    report's notes say so. ``loss`` is a ``keras.losses.Loss``, a function
+    ``(y_true, y_pred)``, or one of ``stalldoc check --loss``'s specs (``auto`` = the model's
+    compiled loss, else cosine distance).
     ``select``/``ignore`` are finding ids; ``thresholds`` maps a finding id to threshold
     overrides, as ``[tool.stalldoc.detectors.<id>]`` does. Every setting left None takes the
     CLI's default (``stalldoc.options.Options``). Raises ``stalldoc.StalldocError`` on bad input.
@@ -48,12 +52,44 @@ def diagnose(model, x, y, *, loss: str | None = None, steps: int | None = None, 
 
     if not isinstance(model, keras.Model):
         raise InputError(f"model: expected a keras.Model, got {type(model).__name__}")
+    _check_loss(loss)
     options = Options.merged(loss=loss, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
                              select=select, ignore=ignore, thresholds=thresholds)
+    x, y, reader = _read(model, x, y, options)
     probed, notes = _probed_model(model, x)  # before preserved(): building creates the variables it saves
     dataset = to_dataset(probed, x, y)
+    if reader is not None:
+        dataset.path = f"<{reader.kind.split(' ', 1)[1]}>"  # e.g. <tf.data.Dataset>
+        dataset.notes.append(reader.note)
     with preserved(model):
         return diagnose_dataset(probed, dataset, options, notes=notes)
+
+
+def _check_loss(loss) -> None:
+    import keras
+
+    if loss is None or isinstance(loss, (str, keras.losses.Loss)) or callable(loss):
+        return
+    raise InputError(f"loss: expected a keras.losses.Loss, a function (y_true, y_pred) or a loss name, "
+                     f"got {type(loss).__name__}")
+
+
+def _read(model, x, y, options):
+    """``x`` and ``y`` as arrays, and the reader of a stream (tf.data, generator, PyDataset), read
+    as far as the probe's rows and no further; arrays as given (reader None)."""
+    from stalldoc.inputs.data import probe_row_count
+    from stalldoc.inputs.streams import BatchReader, is_stream
+
+    if not is_stream(x):
+        return x, y, None
+    try:
+        rank = len(model.inputs[0].shape)
+    except (AttributeError, ValueError, IndexError, TypeError):  # a subclassed model has no inputs
+        rank = None
+    reader = BatchReader(x, y, max_rows=probe_row_count(steps=options.horizon_max, batch_size=options.batch_size),
+                         input_rank=rank, label="x")
+    x, y = reader.read(options.seed)
+    return x, y, reader
 
 
 def _probed_model(model, x):

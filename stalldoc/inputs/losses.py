@@ -145,6 +145,21 @@ def default_for_targets(model, targets) -> ResolvedLoss:
                         "pass --loss to choose another")
 
 
+def given_loss(loss) -> ResolvedLoss:
+    """A loss given as an object (``stalldoc.diagnose(loss=...)``): a ``keras.losses.Loss``, or a
+    function ``(y_true, y_pred)`` called as ``compile`` would call it."""
+    import keras
+
+    if isinstance(loss, keras.losses.Loss):
+        name = getattr(loss, "name", None) or type(loss).__name__
+        return ResolvedLoss(loss, name, "user", f"loss: the given Keras loss {name!r}")
+    if callable(loss):
+        name = getattr(loss, "__name__", None) or type(loss).__name__
+        return ResolvedLoss(as_compiled(loss), name, "user", f"loss: the given function {name!r}")
+    raise InputError(f"loss: expected a keras.losses.Loss, a function (y_true, y_pred) or a loss name, "
+                     f"got {type(loss).__name__}")
+
+
 def resolve_loss(spec: str, model, notes: list[str] | None = None,
                  declared: str | None = None, targets=None) -> ResolvedLoss:
     """The loss the probe trains with, and one line saying why it was chosen.
@@ -155,6 +170,8 @@ def resolve_loss(spec: str, model, notes: list[str] | None = None,
     """
     import keras
 
+    if not isinstance(spec, str):
+        return given_loss(spec)
     compiled = getattr(model, "loss", None)
     if spec == "auto":
         if compiled is not None:

@@ -97,21 +97,23 @@ def load_csv(path: str, input_names: list[str], *, x_key: str | None, y_key: str
         raise InputError(f"{path}: a CSV gives one input array, but the model has {len(input_names)} inputs "
                          f"{input_names}; use a .npz with arrays named after them")
     with _open_text(path) as fh:
-        head = fh.read(8192)
-        if not head.strip():
-            raise InputError(f"{path}: the file is empty")
-        if "\0" in head:
-            raise InputError(f"{path}: not a CSV text file (it holds binary data)")
-        fh.seek(0)
-        delimiter = "\t" if path.lower().endswith(".tsv") else _delimiter(head)
-        reader = csv.reader(fh, delimiter=delimiter)
         try:
+            head = fh.read(8192)
+            if not head.strip():
+                raise InputError(f"{path}: the file is empty")
+            if "\0" in head:
+                raise InputError(f"{path}: not a CSV text file (it holds binary data)")
+            fh.seek(0)
+            delimiter = "\t" if path.lower().endswith(".tsv") else _delimiter(head)
+            reader = csv.reader(fh, delimiter=delimiter)
             header = [c.strip() for c in next(reader)]
             y_cols, x_cols, skipped, rows, more = _read_csv(path, reader, header, x_key, y_key, min_rows)
         except csv.Error as exc:
             raise InputError(f"{path}: line {reader.line_num}: not valid CSV ({one_line(exc)})") from None
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not UTF-8 text ({one_line(exc)})") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
     x = table[:, x_cols].astype(np.float32)
     y = table[:, y_cols].astype(np.float32)

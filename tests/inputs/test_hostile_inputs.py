@@ -91,8 +91,8 @@ def _lying_header(tmp) -> str:
 # name -> (build(tmp) -> data path, extra args, text the error line must contain)
 DATA_CASES = {
     "missing": (lambda t: str(t / "nope.npz"), [], "no such file"),
-    "directory": (lambda t: str(t), [], "is a directory"),
-    "text file": (lambda t: _write(t / "data.csv", b"x,y\n1,2\n"), [], "not NumPy data"),
+    "directory": (lambda t: str(t), [], "a directory without .npy files"),
+    "text file": (lambda t: _write(t / "data.txt", b"x,y\n1,2\n"), [], "not NumPy data"),
     "a device": (lambda t: "/dev/zero", [], "not a regular file"),
     "empty file": (lambda t: _write(t / "empty.npz", b""), [], "empty"),
     "random bytes": (lambda t: _write(t / "random.npz", np.random.default_rng(1).bytes(4096)), [], "not NumPy"),
@@ -123,10 +123,105 @@ DATA_CASES = {
     "corrupt .npy": (lambda t: _write(t / "bad.npy", b"\x93NUMPY\x01\x00garbage"), [], "not a valid .npy"),
     "corrupt deflate stream": (_corrupt_deflate, [], "corrupt"),
     "header lies about size": (_lying_header, [], "truncated or corrupt"),
+    **{f"csv: {k}": v for k, v in {
+        "empty": (lambda t: _write(t / "e.csv", b""), [], "the file is empty"),
+        "header only": (lambda t: _write(t / "h.csv", b"a,b,c,d,y\n"), [], "no rows under it"),
+        "a word among numbers": (lambda t: _csv(t, "w", "a,b,c,d,y\n1,2,3,4,5\n1,two,3,4,5\n"), [],
+                                 "line 3, column 'b': 'two' is not a number"),
+        "a word as target": (lambda t: _csv(t, "wt", "a,b,c,d,y\n1,2,3,4,cat\n"), [], "column 'y': 'cat'"),
+        "--y-key names no column": (lambda t: _csv(t, "k", "a,b,c,d,y\n1,2,3,4,5\n"), ["--y-key", "target"],
+                                    "no column 'target' (--y-key)"),
+        "no target column": (lambda t: _csv(t, "n", "a,b,c,d,e\n1,2,3,4,5\n"), [], "--y-key"),
+        "ragged row": (lambda t: _csv(t, "r", "a,b,c,d,y\n1,2,3,4,5\n1,2,3\n"), [], "line 3 has 3 cells"),
+        "binary": (lambda t: _write(t / "b.csv", b"a,y\n\0\0\x01\n"), [], "binary"),
+        "not utf-8": (lambda t: _write(t / "u.csv", b"a,b,c,d,y\n1,2,3,4,\xff\xfe\n"), [], "not UTF-8"),
+        "too few input columns": (lambda t: _csv(t, "f", "a,b,c,y\n1,2,3,4\n"), [], "expects (N, 4)"),
+    }.items()},
+    **{f"npy dir: {k}": v for k, v in {
+        "empty": (lambda t: _dir(t, {}), [], "without .npy files"),
+        "corrupt member": (lambda t: _dir(t, {"x.npy": b"\x93NUMPY\x01\x00garbage", "y.npy": Y}), [],
+                           "not a valid .npy"),
+        "no targets": (lambda t: _dir(t, {"x.npy": X}), [], "no target array"),
+        "sample counts differ": (lambda t: _dir(t, {"x.npy": X, "y.npy": Y[:5]}), [], "samples"),
+        "pickled objects": (lambda t: _dir(t, {"x.npy": np.array([{}, 1], dtype=object), "y.npy": Y}), [],
+                            "object array"),
+    }.items()},
+    **{f"FILE.py:FUNC: {k}": v for k, v in {
+        "no such file": (lambda t: str(t / "nope.py") + ":make", [], "no such file"),
+        "no such module": (lambda t: "stalldoc_no_such_module_xyz:make", [], "cannot import module"),
+        "no such function": (lambda t: _py(t, "nofn", "def other():\n    pass\n"), [], "has no function 'make'"),
+        "import fails": (lambda t: _py(t, "syntax", "def make(:\n"), [], "importing"),
+        "it raises": (lambda t: _py(t, "raises", "def make():\n    raise ValueError('boom')\n"), [],
+                      "calling make() failed (ValueError: boom)"),
+        "needs arguments": (lambda t: _py(t, "args", "def make(path):\n    pass\n"), [], "calling make() failed"),
+        "returns None": (lambda t: _py(t, "none", "def make():\n    return None\n"), [], "returned None"),
+        "returns one array": (lambda t: _py(t, "one", "import numpy as np\ndef make():\n    return np.ones(3)\n"),
+                              [], "returned a ndarray; expected (x, y)"),
+        "object arrays": (lambda t: _py(t, "obj", "import numpy as np\ndef make():\n    return "
+                                        "np.array([{}] * 4, dtype=object), np.ones((4, 3))\n"), [],
+                          "expected numbers"),
+        "dict without targets": (lambda t: _py(t, "dict", "import numpy as np\ndef make():\n    return "
+                                               "{'x': np.ones((4, 4))}\n"), [], "no target array"),
+        "--y-key with a tuple": (lambda t: _py(t, "tup", "import numpy as np\ndef make():\n    return "
+                                               "np.ones((4, 4)), np.ones((4, 3))\n"), ["--y-key", "y"],
+                                 "--x-key/--y-key name arrays of a returned dict"),
+        "tf.data without targets": (lambda t: _py(t, "notarget", "import tensorflow as tf\ndef make():\n    return "
+                                                  "tf.data.Dataset.from_tensor_slices(tf.ones((8, 4))).batch(4)\n"),
+                                    [], "without targets"),
+        "tf.data failing midway": (lambda t: _py(t, "midway", FAILING_PIPELINE), [],
+                                   "reading element 2 failed"),
+        "batches of different widths": (lambda t: _py(t, "widths", "import numpy as np\ndef make():\n    "
+                                                      "yield np.ones((4, 4)), np.ones((4, 3))\n    "
+                                                      "yield np.ones((4, 5)), np.ones((4, 3))\n"), [],
+                                        "differ in structure or shape"),
+        "an empty generator": (lambda t: _py(t, "emptygen", "def make():\n    return iter(())\n"), [],
+                               "yielded nothing"),
+        "a string pipeline": (lambda t: _py(t, "strings", "import tensorflow as tf\ndef make():\n    return "
+                                            "tf.data.Dataset.from_tensor_slices((['a'] * 8, [1.0] * 8)).batch(4)\n"),
+                              [], "expected numbers"),
+    }.items()},
     # Found by the fuzz test: NumPy's header parser raises tokenize.TokenError here.
     "header dict never closes": (lambda t: _write(t / "cut.npz", _zip({"x.npy": _unclosed_header(X)})),
                                  [], "not a valid .npy"),
 }
+
+
+FAILING_PIPELINE = """
+import numpy as np
+import tensorflow as tf
+
+def batches():
+    for i in range(100):
+        if i == 2:
+            raise OSError("disk went away")
+        yield np.ones((8, 4), "f4"), np.ones((8, 3), "f4")
+
+def make():
+    spec = (tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None, 3), tf.float32))
+    return tf.data.Dataset.from_generator(batches, output_signature=spec)
+"""
+
+
+def _csv(tmp, stem: str, text: str) -> str:
+    return _write(tmp / f"{stem}.csv", text.encode())
+
+
+def _dir(tmp, files: dict) -> str:
+    folder = tmp / "arrays"
+    folder.mkdir()
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            _write(folder / name, content)
+        else:
+            np.save(folder / name, content, allow_pickle=True)
+    return str(folder)
+
+
+def _py(tmp, stem: str, code: str) -> str:
+    """A data function in its own file (a unique module name per case)."""
+    path = tmp / f"hostile_data_{stem}.py"
+    path.write_text(code)
+    return f"{path}:make"
 
 
 def _unclosed_header(arr) -> bytes:
