@@ -164,3 +164,87 @@ def test_bad_inputs():
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(InputError, match="has no defined inputs"):
         stalldoc.diagnose(unbuilt, x, y)
+
+
+def _batches(x, y, size=16):
+    for i in range(0, len(x), size):
+        yield x[i:i + size], y[i:i + size]
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 16
+
+    def __getitem__(self, i):
+        return self.x[i * 16:(i + 1) * 16], self.y[i * 16:(i + 1) * 16]
+
+
+@pytest.mark.parametrize("kind", ["tf.data batches", "tf.data samples", "generator", "PyDataset"])
+def test_live_data_as_fit_takes_it(kind):
+    import tensorflow as tf
+
+    x, y = data(samples=128)  # the probe's rows with FAST: 32 x (3 + 1)
+    live = {"tf.data batches": lambda: tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
+            "tf.data samples": lambda: tf.data.Dataset.from_tensor_slices((x, y)),
+            "generator": lambda: _batches(x, y),
+            "PyDataset": lambda: _Batches(x, y)}[kind]()
+    report = stalldoc.diagnose(mlp(), live, **FAST)
+    on_arrays = stalldoc.diagnose(mlp(), x, y, **FAST)
+    assert report.to_dict()["data"]["samples"] == 128
+    # The same rows, so the same measurements as on the arrays.
+    assert report.loss["initial"] == pytest.approx(on_arrays.loss["initial"], rel=1e-6)
+    assert [f.id for f in report.findings] == [f.id for f in on_arrays.findings]
+    assert any("the input statistics are over that sample" in n for n in report.facts.notes)
+
+
+def test_a_live_pipeline_is_read_only_as_far_as_the_probe_needs():
+    import tensorflow as tf
+
+    needed_batches = 32 * (3 + 1) // 16
+    read = []
+
+    def endless():
+        for i in range(10**9):
+            if i >= needed_batches:
+                raise RuntimeError(f"read past {needed_batches} batches")
+            read.append(i)
+            yield data(samples=16, seed=i)
+
+    spec = (tf.TensorSpec((None, 8), tf.float32), tf.TensorSpec((None, 4), tf.float32))
+    report = stalldoc.diagnose(mlp(), tf.data.Dataset.from_generator(endless, output_signature=spec), **FAST)
+    assert len(read) == needed_batches and report.to_dict()["data"] == {"path": "<tf.data.Dataset>", "samples": 128}
+
+
+def test_loss_as_a_keras_object_or_a_function():
+    import tensorflow as tf
+
+    x, y = data()
+
+    def my_loss(y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
+
+    by_name = stalldoc.diagnose(mlp(), x, y, loss="mse", **FAST)
+    by_object = stalldoc.diagnose(mlp(), x, y, loss=keras.losses.MeanSquaredError(), **FAST)
+    by_function = stalldoc.diagnose(mlp(), x, y, loss=my_loss, **FAST)
+    assert by_object.loss["name"] == "mean_squared_error" and by_function.loss["name"] == "my_loss"
+    for report in (by_object, by_function):
+        assert report.loss["initial"] == pytest.approx(by_name.loss["initial"], rel=1e-5)
+        assert report.loss["final"] == pytest.approx(by_name.loss["final"], rel=1e-4)
+
+
+def test_bad_live_data_and_losses():
+    import tensorflow as tf
+
+    x, y = data(samples=32)
+    with pytest.raises(InputError, match=r"^x: a tf.data.Dataset yields \(x, y\) itself; y must be None"):
+        stalldoc.diagnose(mlp(), tf.data.Dataset.from_tensor_slices((x, y)).batch(8), y, **FAST)
+    with pytest.raises(InputError, match=r"^x \(a tf.data.Dataset\) yields batches without targets"):
+        stalldoc.diagnose(mlp(), tf.data.Dataset.from_tensor_slices(x).batch(8), **FAST)
+    with pytest.raises(InputError, match=r"^x \(a Python generator\) yielded nothing"):
+        stalldoc.diagnose(mlp(), iter(()), **FAST)
+    with pytest.raises(InputError, match="^loss: expected a keras.losses.Loss, a function"):
+        stalldoc.diagnose(mlp(), x, y, loss=3, **FAST)
