@@ -100,10 +100,9 @@ class BatchReader:
             return (_sample(x, y, self.array_rows, seed) if self.array_rows is not None else (x, y))
         if y is not None:
             raise InputError(f"{self.label}: {self.kind} yields (x, y) itself; y must be None")
-        elements = self._elements()
-        if not elements:
+        pairs = self._pairs()
+        if not pairs:
             raise InputError(f"{self.label} ({self.kind}) yielded nothing")
-        pairs = [self._pair(e, i) for i, e in enumerate(elements)]
         if self._one_per_element:
             pairs = [_stack(pairs[i:i + UNBATCHED_GROUP], self.label)
                      for i in range(0, len(pairs), UNBATCHED_GROUP)]
@@ -111,14 +110,15 @@ class BatchReader:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _elements(self) -> list:
+    def _pairs(self) -> list:
+        """(x, y) NumPy pairs, element after element, until a budget is met or the stream ends."""
         out: list = []
         rows = size = 0
         for element in self._iterate():
-            out.append(element)
-            if len(out) == 1 and self.kind != "a tf.data.Dataset":
+            if not out and self.kind != "a tf.data.Dataset":
                 self.unbatched = self._is_unbatched(element)
             count, nbytes = (1, _nbytes(element)) if self._one_per_element else _rows_and_bytes(element)
+            out.append(self._pair(element, len(out)))  # as arrays now: a tensor's copy is not kept
             rows += count
             size += nbytes
             if rows >= self.max_rows:
