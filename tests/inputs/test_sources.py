@@ -71,6 +71,10 @@ def test_a_stream_stops_at_the_byte_budget_and_at_its_end():
     x, _ = reader.read()
     assert len(x) == 32 and "read up to" in reader.note and "MiB" in reader.note
 
+    stream = Counting(batch=16, limit=4)  # stalldoc run's bound: a few batches of fit's data
+    reader = BatchReader(stream, max_rows=10_000, max_batches=4, label="d")
+    assert len(reader.read()[0]) == 64 and stream.taken == 4 and "only as far" in reader.note
+
     def short():
         yield np.zeros((5, 4), "f4"), np.zeros((5, 2), "f4")
 
