@@ -76,14 +76,14 @@ class BatchReader:
 
     @property
     def note(self) -> str:
-        """One sentence for the report: how much of a stream was read, and that the input
-        statistics cover only that ("" for arrays)."""
+        """One sentence for the report: how much of a stream was read and, when not all of it,
+        that the input statistics cover only that ("" for arrays)."""
         if self.kind in ("arrays", "nothing"):
             return ""
         what = f"{self.samples} samples" if self.unbatched else f"{self.batches} batches, {self.samples} samples"
         if self.stopped_by is None:
-            how = f"read whole ({what}): it ended before the probe's {self.max_rows} rows"
-        elif self.stopped_by == "bytes":
+            return f"the data is {self.kind}, read whole ({what}): it ended before the probe's {self.max_rows} rows"
+        if self.stopped_by == "bytes":
             how = f"read up to {self.max_bytes // 2**20} MiB ({what}), not to its end"
         else:
             how = f"read only as far as the probe needs ({what}), not to its end"
