@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,html]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,html,tensorboard]"
 	touch $(STAMP)
 
 # A ranked diagnosis of a shipped broken sample (stalldoc exits 1 when it finds something).

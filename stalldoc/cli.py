@@ -80,6 +80,9 @@ _DIAGNOSIS_OPTIONS = (
     click.option("--export-html", default=None, metavar="FILE",
                   help="also save the terminal report's text as an HTML page (a screenshot of it; "
                        "--format html is the report with plots)"),
+    click.option("--tensorboard", default=None, metavar="DIR",
+                  help="also write the diagnosis as a TensorBoard run under DIR (DIR/stalldoc-MODEL-TIME: "
+                       "per-step scalars, gradient and activation histograms; view with tensorboard --logdir DIR)"),
     click.option("--confirm/--no-confirm", "confirm", default=None,
                   help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
                        "against a control, and rank by the measured effect  [default: on]"),
@@ -109,7 +112,7 @@ def diagnosis_options(command):
               help="import this first: it registers the model's custom classes (runs its code; repeatable)")
 def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
-          confirm, budget, x_key, y_key, unsafe, imports, quiet, debug) -> None:
+          confirm, budget, x_key, y_key, unsafe, imports, quiet, debug, tensorboard=None) -> None:
     """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis.
 
     \b
@@ -130,11 +133,13 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
     fmt, options = _settings(fmt, config_path, isolated, debug, (output, export_svg, export_html),
                              loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
                              fail_on=fail_on, select=select, ignore=ignore, unsafe=unsafe or None,
-                             confirm=confirm, budget=budget, imports=list(imports) or None)
+                             confirm=confirm, budget=budget, imports=list(imports) or None,
+                             tensorboard=tensorboard)
     progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
     with _clean_errors(debug), progress:
         report = check_files(model, data, options, x_key=x_key, y_key=y_key,
                              on_stage=progress.stage, on_step=progress.step)
+    _tensorboard_written(options, quiet)
     sys.exit(_finish(report, fmt, output, options, exit_zero, export_svg, export_html, debug))
 
 
@@ -145,7 +150,7 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(command, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
         select, ignore, config_path, isolated, export_svg, export_html, confirm, budget, quiet, debug,
-        then) -> None:
+        then, tensorboard=None) -> None:
     """Run COMMAND (e.g. python train.py) unchanged; diagnose its model at the first fit().
 
     \b
@@ -161,12 +166,14 @@ def run(command, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fai
 
     fmt, options = _settings(fmt, config_path, isolated, debug, (output, export_svg, export_html),
                              loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
-                             fail_on=fail_on, select=select, ignore=ignore, confirm=confirm, budget=budget)
+                             fail_on=fail_on, select=select, ignore=ignore, confirm=confirm, budget=budget,
+                             tensorboard=tensorboard)
     with _clean_errors(debug):
         outcome = run_command(command, options, then=then, quiet=quiet, child_stdout_to_stderr=output is None)
     if outcome.report is None:
         click.echo(f"stalldoc: error: {outcome.message}", err=True)
         sys.exit(outcome.code)
+    _tensorboard_written(options, quiet)
     code = _finish(outcome.report, fmt, output, options, exit_zero, export_svg, export_html, debug)
     if outcome.returncode != 0:
         # Only with --then continue: the script failed after the diagnosis; its code, never hidden.
@@ -174,6 +181,12 @@ def run(command, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fai
                    err=True)
         code = outcome.returncode if outcome.returncode > 0 else EXIT_ERROR
     sys.exit(code)
+
+
+def _tensorboard_written(options: Options, quiet: bool) -> None:
+    if options.tensorboard and not quiet:
+        click.echo(f"stalldoc: TensorBoard run written under {options.tensorboard} "
+                   f"(view it: tensorboard --logdir {options.tensorboard})", err=True)
 
 
 def _settings(fmt, config_path, isolated, debug, targets, **flags) -> tuple[str, Options]:

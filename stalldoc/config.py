@@ -10,6 +10,7 @@
     ignore = ["constant-input"]                    # never these
     confirm = false                                # no counterfactual re-runs
     budget = 60                                    # seconds for the probe's steps and those re-runs
+    tensorboard = "logs"                           # also a TensorBoard run there (relative to this file)
 
     [tool.stalldoc.detectors.vanishing-gradient]
     min_grad_rms = 1e-8
@@ -30,7 +31,7 @@ from stalldoc.errors import StalldocError
 from stalldoc.options import FAIL_ON, unknown_ids, validated_thresholds
 
 KEYS = ("steps", "max-steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "confirm", "budget",
-        "detectors")
+        "tensorboard", "detectors")
 TABLE = "[tool.stalldoc]"
 
 
@@ -51,6 +52,7 @@ class Config:
     ignore: list[str] | None = None
     confirm: bool | None = None
     budget: float | None = None
+    tensorboard: str | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -124,6 +126,10 @@ def parse(table: dict[str, Any], path: str, where: str = TABLE) -> Config:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise bad(key, f"expected a positive number of seconds, got {value!r}")
             config.budget = float(value)
+        elif key == "tensorboard":
+            if not isinstance(value, str) or not value.strip():
+                raise bad(key, f"expected a directory, got {value!r}")
+            config.tensorboard = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(value))
         elif key in ("select", "ignore"):
             setattr(config, key, _ids(value, lambda problem, key=key: bad(key, problem)))
         else:

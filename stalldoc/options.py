@@ -40,6 +40,8 @@ class Options:
     budget: float = DEFAULT_BUDGET_S
     # --import MODULE|FILE.py: imported before the model is loaded (registers custom classes).
     imports: list[str] = field(default_factory=list)
+    # --tensorboard DIR: also write the diagnosis as a TensorBoard run under DIR (made absolute).
+    tensorboard: str | None = None
 
     @classmethod
     def merged(cls, config: Any = None, **flags: Any) -> Options:
@@ -82,6 +84,11 @@ class Options:
         self.select = check_ids(self.select, "select")
         self.ignore = check_ids(self.ignore, "ignore")
         self.thresholds = check_thresholds(self.thresholds, "thresholds")
+        if self.tensorboard is not None:  # before the probe: a bad DIR should not cost a diagnosis
+            from stalldoc.integrations.tensorboard import check_log_dir, require_tensorboard
+
+            self.tensorboard = check_log_dir(self.tensorboard)
+            require_tensorboard()
 
 
 def check_ids(values: Sequence[str] | str | None, where: str) -> list[str] | None:

@@ -72,8 +72,14 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
                                     horizon=Horizon.within(options.steps, options.horizon_max, options.budget),
                                     batch_size=options.batch_size, seed=options.seed, model_path=model_path,
                                     notes=notes, on_step=on_step)
-    return build_report(facts, options, session=session, on_stage=on_stage,
-                        confirm_budget_s=options.budget - (time.perf_counter() - started))
+    report = build_report(facts, options, session=session, on_stage=on_stage,
+                          confirm_budget_s=options.budget - (time.perf_counter() - started))
+    if options.tensorboard:
+        from stalldoc.integrations.tensorboard import write_run
+
+        _stage(on_stage, "writing TensorBoard events")
+        write_run(report, session, options.tensorboard, model=model_path or getattr(model, "name", None))
+    return report
 
 
 def build_report(facts: Facts, options: Options | None = None, *, session=None,
