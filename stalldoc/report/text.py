@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from rich import box
@@ -88,6 +89,25 @@ def _log_bar(value: float, *, vanished: float, weak: float, lo: float = 1e-10, h
     return Text("█" * filled + " " * (width - filled) + " " + fmt(value), style=style)
 
 
+class _Fitted:
+    """A renderable laid out for the width it is drawn at (rich passes it when printing): the
+    per-layer table drops its type column and shortens long names on a narrow terminal."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __rich_console__(self, console, options):
+        yield self.make(options.max_width)
+
+
+def _hanging() -> Table:
+    """Two columns, a label and its text: a long text wraps under itself, not under the label."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")  # a word longer than the line (a nested layer's path) folds, whole
+    return grid
+
+
 def _headline(report: Report) -> Panel:
     loss = report.loss
     progress, floor = loss.progress, loss.floor
@@ -100,36 +120,33 @@ def _headline(report: Report) -> Panel:
         change_text = f"{fmt(progress * 100)}% of the way to its floor {fmt(floor)}"
     else:
         change_text = signed_percent(-progress)
-    title = Text(f" {report.verdict.upper()} ", style=_VERDICT_STYLE.get(report.verdict, "bold"))
-    body = Text.assemble(
-        title, "  ",
-        (f"loss {loss.name}: {num(loss.initial)} → {num(loss.final)} ({change_text}) "
-         f"in {loss.steps} steps of batch {loss.batch_size}", "bold"),
-    )
+    grid = _hanging()
+    grid.add_row(Text(f" {report.verdict.upper()} ", style=_VERDICT_STYLE.get(report.verdict, "bold")),
+                 Text(f"loss {loss.name}: {num(loss.initial)} → {num(loss.final)} ({change_text}) "
+                      f"in {loss.steps} steps of batch {loss.batch_size}", style="bold"))
     if loss.baseline is not None:
-        body.append(f"\nconstant-predictor level {num(loss.baseline)}", style="dim")
+        level = Text(f"constant-predictor level {num(loss.baseline)}", style="dim")
         if loss.accuracy and loss.accuracy.get("final") is not None:
             acc = loss.accuracy
             chance = f" (most frequent class {num(acc['chance'] * 100)}%)" if acc.get("chance") is not None else ""
-            body.append(f"; accuracy {num(acc['initial'] * 100)}% → {num(acc['final'] * 100)}%{chance}",
-                        style="dim")
+            level.append(f"; accuracy {num(acc['initial'] * 100)}% → {num(acc['final'] * 100)}%{chance}")
+        grid.add_row("", level)
     root = report.root_cause
     if root is not None:
-        body.append(f"\n{first_finding_label(report)}: ", style="dim")
-        body.append(root.id, style=_SEVERITY_STYLE[root.severity])
-        body.append(f" — {root.message}")
+        grid.add_row(Text(f"{first_finding_label(report)}:", style="dim"),
+                     Text.assemble((root.id, _SEVERITY_STYLE[root.severity]), f" — {root.message}"))
         sentence = confirmation_sentence(root.confirmation)
         if sentence:
-            body.append(f"\n{sentence}", style=_CONFIRMATION_STYLE.get(root.confirmation["status"], "dim"))
+            grid.add_row("", Text(sentence, style=_CONFIRMATION_STYLE.get(root.confirmation["status"], "dim")))
     elif report.verdict == "stalled":
-        body.append("\nno detector found a cause; see the per-layer view below", style="dim")
-    return Panel(body, box=box.ROUNDED, title="stalldoc", title_align="left")
+        grid.add_row("", Text("no detector found a cause; see the per-layer view below", style="dim"))
+    return Panel(grid, box=box.ROUNDED, title="stalldoc", title_align="left")
 
 
 def _findings(report: Report) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=True, pad_edge=False)
     table.add_column("#", justify="right", style="dim", width=2)
-    table.add_column("finding", ratio=1)
+    table.add_column("finding", ratio=1, overflow="fold")
     explained = {other for f in report.findings for other in f.explains}
     for number, f in enumerate(report.findings, start=1):
         head = Text.assemble((f"{f.severity.label.upper():<7}", _SEVERITY_STYLE[f.severity]), " ",
@@ -148,77 +165,117 @@ def _findings(report: Report) -> Table:
     return table
 
 
-def _layers(report: Report) -> Table | None:
-    facts = report.facts
-    if facts is None or not facts.layers:
-        return None
-    grads: dict[str, float] = {}
-    updates: dict[str, float] = {}
-    for v in facts.variables:
-        if v.is_kernel and v.grad_norm.size:
-            grads[v.layer] = grad_rms(v)
-            updates[v.layer] = float(np.median(v.update_ratio))
-    # Colours and the dead count follow the detectors' thresholds, as the diagnosis ran them.
-    vanished = threshold(report, "vanishing-gradient", "min_grad_rms")
-    weak = threshold(report, "vanishing-gradient", "max_first_rms")
-    dead_below = threshold(report, "dead-relu", "min_active_rate")
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="per layer", title_style="bold",
-                  title_justify="left")
-    table.add_column("layer")
-    table.add_column("type", style="dim")
-    table.add_column("act", style="dim")
-    table.add_column("kernel grad RMS (log)", no_wrap=True)
-    table.add_column("update/weight", justify="right")
-    table.add_column("saturated", justify="right")
-    table.add_column("dead", justify="right")
-    sat_above = threshold(report, "saturated-activation", "max_saturated_fraction")
-    named = {f.layer for f in report.findings if f.layer}
-
-    def row(lf, label: str) -> None:
-        sat = "" if lf.saturated_fraction is None else f"{np.median(lf.saturated_fraction):.0%}"
-        dead = "" if lf.unit_active_rate is None else f"{np.mean(lf.unit_active_rate < dead_below):.0%}"
-        grad = _log_bar(grads[lf.name], vanished=vanished, weak=weak) if lf.name in grads else Text("")
-        upd = fmt(updates[lf.name]) if lf.name in updates else ""
-        table.add_row(label, lf.class_name, lf.activation or "", grad, upd, sat, dead)
-
-    def interesting(group: list) -> set[str]:
-        """A collapsed sub-model's layers still shown: the first vanishing, saturated and dead one,
-        and those a finding names."""
-        picks = [next((lf.name for lf in group if lf.name in grads and grads[lf.name] < vanished), None),
-                 next((lf.name for lf in group if lf.saturated_fraction is not None
-                       and np.median(lf.saturated_fraction) > sat_above), None),
-                 next((lf.name for lf in group if lf.unit_active_rate is not None
-                       and np.mean(lf.unit_active_rate < dead_below) > 0), None)]
-        return {name for name in picks if name} | {lf.name for lf in group if lf.name in named}
-
-    for sub_model, group in _by_sub_model(facts.layers):
-        if sub_model is None or len(group) <= COLLAPSE_ABOVE:
-            for lf in group:
-                row(lf, lf.name)
-            continue
-        shown = interesting(group)
-        for block, members in _by_block(group, sub_model):
-            if len(members) == 1:
-                row(members[0], members[0].name)
-                continue
-            kernel_grads = [grads[lf.name] for lf in members if lf.name in grads]
-            sats = [float(np.median(lf.saturated_fraction)) for lf in members if lf.saturated_fraction is not None]
-            deads = [float(np.mean(lf.unit_active_rate < dead_below)) for lf in members
-                     if lf.unit_active_rate is not None]
-            ups = [updates[lf.name] for lf in members if lf.name in updates]
-            table.add_row(Text(f"{block}* ({len(members)} layers)", style="bold"), "block", "",
-                          _log_bar(min(kernel_grads), vanished=vanished, weak=weak) if kernel_grads else Text(""),
-                          fmt(float(np.median(ups))) if ups else "", f"{max(sats):.0%}" if sats else "",
-                          f"{max(deads):.0%}" if deads else "")
-            for lf in members:
-                if lf.name in shown:
-                    row(lf, "  " + lf.name)
-    return table
-
-
-# A sub-model with more layers than this is shown as one line per block (layers sharing a name
-# prefix such as block_3_), with its first vanishing, saturated and dead layers expanded.
+# A group of more layers than this (a nested model, or the top level of a deep flat model) is
+# shown as one line per block, with its first vanishing, saturated and dead layers expanded.
 COLLAPSE_ABOVE = 20
+# A flat stack whose names share no block prefix is cut into runs of consecutive layers, of the
+# smallest of these sizes that gives at most MAX_BLOCKS lines.
+CHUNK_SIZES = (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+MAX_BLOCKS = 16
+# From this width on the per-layer table has a type column (the act column stays).
+WIDE = 100
+_INDENT = "  "
+
+
+@dataclass
+class _Row:
+    label: str
+    kind: str  # "layer", "block" (a collapsed run of layers) or "group" (a nested model's name)
+    type: str = ""
+    act: str = ""
+    grad: float | None = None  # kernel gradient RMS (a block: its smallest)
+    update: float | None = None
+    saturated: float | None = None
+    dead: float | None = None
+    count: int | None = None  # a block named by its name prefix: how many layers it holds
+
+    def text(self, wide: bool) -> str:
+        if self.count is None:
+            return self.label
+        return f"{self.label} ({self.count} layers)" if wide else f"{self.label} ({self.count})"
+
+
+class _LayerStats:
+    """Per layer, what the table shows; colours and the dead count follow the detectors'
+    thresholds, as the diagnosis ran them."""
+
+    def __init__(self, report: Report) -> None:
+        facts = report.facts
+        self.grads: dict[str, float] = {}
+        self.updates: dict[str, float] = {}
+        for v in facts.variables:
+            if v.is_kernel and v.grad_norm.size:
+                self.grads[v.layer] = grad_rms(v)
+                self.updates[v.layer] = float(np.median(v.update_ratio))
+        self.vanished = threshold(report, "vanishing-gradient", "min_grad_rms")
+        self.weak = threshold(report, "vanishing-gradient", "max_first_rms")
+        self.dead_below = threshold(report, "dead-relu", "min_active_rate")
+        self.sat_above = threshold(report, "saturated-activation", "max_saturated_fraction")
+        self.named = {f.layer for f in report.findings if f.layer}
+
+    def saturated(self, lf) -> float | None:
+        return None if lf.saturated_fraction is None else float(np.median(lf.saturated_fraction))
+
+    def dead(self, lf) -> float | None:
+        return None if lf.unit_active_rate is None else float(np.mean(lf.unit_active_rate < self.dead_below))
+
+    def row(self, lf, label: str) -> _Row:
+        return _Row(label=label, kind="layer", type=lf.class_name, act=lf.activation or "",
+                    grad=self.grads.get(lf.name), update=self.updates.get(lf.name),
+                    saturated=self.saturated(lf), dead=self.dead(lf))
+
+    def block(self, members: list, label: str) -> _Row:
+        grads = [self.grads[lf.name] for lf in members if lf.name in self.grads]
+        updates = [self.updates[lf.name] for lf in members if lf.name in self.updates]
+        sats = [s for s in map(self.saturated, members) if s is not None]
+        deads = [d for d in map(self.dead, members) if d is not None]
+        acts = list(dict.fromkeys(lf.activation for lf in members if lf.activation not in (None, "linear")))
+        return _Row(label=label, kind="block", type="block", act=",".join(acts)[:12],
+                    grad=min(grads) if grads else None,
+                    update=float(np.median(updates)) if updates else None,
+                    saturated=max(sats) if sats else None, dead=max(deads) if deads else None)
+
+    def interesting(self, group: list) -> set[str]:
+        """The layers of a collapsed group still shown: the first vanishing, saturated and dead
+        one, and those a finding names."""
+        picks = [next((lf.name for lf in group if self.grads.get(lf.name, math.inf) < self.vanished), None),
+                 next((lf.name for lf in group if (self.saturated(lf) or 0.0) > self.sat_above), None),
+                 next((lf.name for lf in group if (self.dead(lf) or 0.0) > 0), None)]
+        return {name for name in picks if name} | {lf.name for lf in group if lf.name in self.named}
+
+
+def _layer_rows(report: Report) -> list[_Row]:
+    stats = _LayerStats(report)
+    rows: list[_Row] = []
+    for sub_model, group in _by_sub_model(report.facts.layers):
+        indent, strip = "", 0
+        if sub_model is not None:
+            rows.append(_Row(label=f"{sub_model}/", kind="group", type="model"))
+            indent, strip = _INDENT, len(sub_model) + 1
+        if len(group) <= COLLAPSE_ABOVE:
+            rows.extend(stats.row(lf, indent + lf.name[strip:]) for lf in group)
+            continue
+        shown = stats.interesting(group)
+        for label, members in _blocks(group, strip):
+            if len(members) == 1:
+                rows.append(stats.row(members[0], indent + members[0].name[strip:]))
+                continue
+            row = stats.block(members, indent + label)
+            row.count = len(members) if label.endswith("*") else None
+            rows.append(row)
+            rows.extend(stats.row(lf, indent + _INDENT + lf.name[strip:]) for lf in members if lf.name in shown)
+    return rows
+
+
+def _blocks(layers: list, strip: int) -> list[tuple[str, list]]:
+    """A long group as blocks: by the names' block prefix (``block_3_*``) when they have one,
+    else runs of consecutive layers (``layers 10-19``, by their position in the model)."""
+    by_name = _by_block(layers, strip)
+    if len(by_name) <= MAX_BLOCKS or len(by_name) * 2 <= len(layers):
+        return [(f"{prefix}*" if len(members) > 1 else prefix, members) for prefix, members in by_name]
+    size = next((s for s in CHUNK_SIZES if math.ceil(len(layers) / s) <= MAX_BLOCKS), CHUNK_SIZES[-1])
+    chunks = [layers[i:i + size] for i in range(0, len(layers), size)]
+    return [(f"layers {chunk[0].index}–{chunk[-1].index}", chunk) for chunk in chunks]
 
 
 def _by_sub_model(layers) -> list[tuple[str | None, list]]:
@@ -233,16 +290,17 @@ def _by_sub_model(layers) -> list[tuple[str | None, list]]:
     return groups
 
 
-def _by_block(layers, sub_model: str) -> list[tuple[str, list]]:
-    """Consecutive layers of a sub-model grouped by their name's block prefix (``block_3_`` of
-    ``base/block_3_expand_relu``: the name up to its first number and the underscore after it)."""
+def _by_block(layers, strip: int) -> list[tuple[str, list]]:
+    """Consecutive layers grouped by their name's block prefix (``block_3_`` of
+    ``block_3_expand_relu``: the name up to its first number and the underscore after it),
+    the first ``strip`` characters (a nested model's ``base/``) left out."""
     import re
 
     blocks: list[tuple[str, list]] = []
     for lf in layers:
-        name = lf.name[len(sub_model) + 1:]
+        name = lf.name[strip:]
         match = re.match(r"(.+?\d+_)", name)
-        key = f"{sub_model}/{match.group(1) if match else name}"
+        key = match.group(1) if match else name
         if blocks and blocks[-1][0] == key:
             blocks[-1][1].append(lf)
         else:
@@ -250,16 +308,90 @@ def _by_block(layers, sub_model: str) -> list[tuple[str, list]]:
     return blocks
 
 
-def _loss_line(report: Report) -> Text | None:
+def _shorten(label: str, width: int) -> str:
+    """``label`` in at most ``width`` characters: its indentation kept, the middle of the name
+    replaced by an ellipsis (the end of a layer's name says most)."""
+    if len(label) <= width:
+        return label
+    indent = label[: len(label) - len(label.lstrip(" "))]
+    name = label[len(indent):]
+    keep = max(2, width - len(indent) - 1)
+    tail = (keep + 1) // 2
+    return f"{indent}{name[: keep - tail]}…{name[-tail:]}"
+
+
+def _layers(report: Report) -> _Fitted | None:
+    facts = report.facts
+    if facts is None or not facts.layers:
+        return None
+    rows = _layer_rows(report)
+    stats = _LayerStats(report)
+    return _Fitted(lambda width: _layer_table(rows, stats, width))
+
+
+def _layer_table(rows: list[_Row], stats: _LayerStats, width: int) -> Table:
+    wide = width >= WIDE
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="per layer", title_style="bold",
+                  title_justify="left")
+    bar_width = 10
+    grad_header = "kernel grad RMS (log)" if wide else "grad RMS (log)"
+    columns = [("act", min(14 if wide else 10, max([3] + [len(r.act) for r in rows])))]
+    if wide:
+        columns.insert(0, ("type", min(18, max([4] + [len(r.type) for r in rows]))))
+    columns += [(grad_header, max(len(grad_header), bar_width + 1 + 8)),
+                ("update/weight" if wide else "update/\nweight", 13 if wide else 8),
+                ("saturated", 9), ("dead", 4)]
+    # What is left for the names: between two columns, a space of padding on each side of the divider.
+    budget = max(12, width - sum(w for _, w in columns) - 3 * len(columns))
+    table.add_column("layer", no_wrap=True)
+    for header, column_width in columns:
+        right = header not in ("type", "act", grad_header)
+        table.add_column(header, no_wrap=True, overflow="ellipsis", width=column_width,
+                         justify="right" if right else "left", style="dim" if header in ("type", "act") else None)
+    for r in rows:
+        label = Text(_shorten(r.text(wide), budget), style="bold" if r.kind != "layer" else "")
+        if r.kind == "group":
+            table.add_row(label)
+            continue
+        grad = _log_bar(r.grad, vanished=stats.vanished, weak=stats.weak, width=bar_width) \
+            if r.grad is not None else Text("")
+        cells = [r.act, grad, fmt(r.update) if r.update is not None else "",
+                 f"{r.saturated:.0%}" if r.saturated is not None else "", f"{r.dead:.0%}" if r.dead is not None else ""]
+        if wide:
+            cells.insert(0, r.type)
+        table.add_row(label, *cells)
+    return table
+
+
+def _series(report: Report) -> _Fitted | None:
+    """The training loss and, for a cosine loss, cos(y, ŷ) per step: sparklines under one
+    another, their numbers beside them (wrapping under themselves on a narrow terminal)."""
+    lines = [line for line in (_loss_line(report), _cosine(report)) if line is not None]
+    if not lines:
+        return None
+
+    def make(width: int) -> Table:
+        spark_width = max(12, min(40, width - 24 - 42))  # room left for ~40 characters of numbers
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(no_wrap=True, style="cyan")
+        grid.add_column(ratio=1, style="dim", overflow="fold")
+        for label, values, detail in lines:
+            grid.add_row(label, _sparkline(values, spark_width), detail)
+        return grid
+
+    return _Fitted(make)
+
+
+def _loss_line(report: Report) -> tuple[str, np.ndarray, Text] | None:
     facts = report.facts
     if facts is None or facts.loss.per_step.size == 0:
         return None
     per_step = facts.loss.per_step
-    return Text.assemble(("training loss per step  ", "bold"), (_sparkline(per_step), "cyan"),
-                         (f"  {fmt(per_step[0])} → {fmt(per_step[-1])}", "dim"))
+    return "training loss per step", per_step, Text(f"{fmt(per_step[0])} → {fmt(per_step[-1])}")
 
 
-def _cosine(report: Report) -> Text | None:
+def _cosine(report: Report) -> tuple[str, np.ndarray, Text] | None:
     """For a scale-invariant (cosine) loss: cos(y, prediction) over the probe's batches, the
     norms on both sides, and the best cosine the output can reach where its range limits it."""
     # The probe's own definition of scale invariance (lossprobe imports TensorFlow only inside
@@ -276,32 +408,30 @@ def _cosine(report: Report) -> Text | None:
         return None  # cos(y, ŷ) of class scores says nothing a classifier's reader needs
     if (lp is None or lp.scale_spread >= INVARIANCE_TOLERANCE) and pred.best_reachable_cosine is None:
         return None
-    text = Text.assemble(("cosine(y, ŷ) per step  ", "bold"), (_sparkline(pred.cosine_mean), "cyan"),
-                         (f"  mean {fmt(pred.cosine_mean[0])} → {fmt(pred.cosine_mean[-1])}, "
-                          f"min {fmt(np.min(pred.cosine_min))}, max {fmt(np.max(pred.cosine_max))}", "dim"),
-                         (f"   |ŷ| {fmt(np.median(pred.output_norm_mean))}, "
-                          f"|y| {fmt(np.median(pred.target_norm_mean))}", "dim"))
+    detail = Text(f"mean {fmt(pred.cosine_mean[0])} → {fmt(pred.cosine_mean[-1])}, "
+                  f"min {fmt(np.min(pred.cosine_min))}, max {fmt(np.max(pred.cosine_max))}\n"
+                  f"|ŷ| {fmt(np.median(pred.output_norm_mean))}, |y| {fmt(np.median(pred.target_norm_mean))}")
     if pred.best_reachable_cosine is not None and pred.best_reachable_cosine < _SHOW_REACHABLE_BELOW:
-        text.append(f"   best reachable cosine {fmt(pred.best_reachable_cosine)} "
-                    f"(output ≥ {fmt(pred.output_min)})", style="yellow")
-    return text
+        detail.append(f"\nbest reachable cosine {fmt(pred.best_reachable_cosine)} "
+                      f"(output ≥ {fmt(pred.output_min)})", style="yellow")
+    return "cosine(y, ŷ) per step", pred.cosine_mean, detail
 
 
-def _footer(report: Report) -> Text:
-    text = Text()
+def _footer(report: Report) -> Table:
+    grid = _hanging()
     if report.facts is not None:
         for note in report.facts.notes:
-            text.append(f"note: {note}\n", style="dim")
+            grid.add_row(Text("note", style="dim"), Text(note, style="dim"))
     by_reason: dict[str, list[str]] = {}
     for skipped in report.skipped:
         by_reason.setdefault(skipped.reason, []).append(skipped.detector)
     for reason, detectors in by_reason.items():
-        text.append(f"skipped {', '.join(detectors)}: {reason}\n", style="dim")
+        grid.add_row(Text("skipped", style="dim"), Text(f"{', '.join(detectors)}: {reason}", style="dim"))
     for e in report.errors:
-        text.append(f"detector {e.detector} crashed: {e.error}\n", style="bold red")
+        grid.add_row(Text("crashed", style="bold red"), Text(f"detector {e.detector}: {e.error}", style="bold red"))
     if report.passed:
-        text.append("passed: " + ", ".join(report.passed), style="dim green")
-    return text
+        grid.add_row(Text("passed", style="dim green"), Text(", ".join(report.passed), style="dim green"))
+    return grid
 
 
 def build(report: Report) -> Group:
@@ -310,7 +440,7 @@ def build(report: Report) -> Group:
         parts.append(_findings(report))
     else:
         parts.append(Text("no findings", style="green"))
-    for extra in (_loss_line(report), _cosine(report), _layers(report)):
+    for extra in (_series(report), _layers(report)):
         if extra is not None:
             parts.append(extra)
     parts.append(_footer(report))
