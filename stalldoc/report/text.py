@@ -244,8 +244,7 @@ class _LayerStats:
         return {name for name in picks if name} | {lf.name for lf in group if lf.name in self.named}
 
 
-def _layer_rows(report: Report) -> list[_Row]:
-    stats = _LayerStats(report)
+def _layer_rows(report: Report, stats: _LayerStats) -> list[_Row]:
     rows: list[_Row] = []
     for sub_model, group in _by_sub_model(report.facts.layers):
         indent, strip = "", 0
@@ -324,8 +323,8 @@ def _layers(report: Report) -> _Fitted | None:
     facts = report.facts
     if facts is None or not facts.layers:
         return None
-    rows = _layer_rows(report)
     stats = _LayerStats(report)
+    rows = _layer_rows(report, stats)
     return _Fitted(lambda width: _layer_table(rows, stats, width))
 
 
@@ -372,26 +371,47 @@ def _series(report: Report) -> _Fitted | None:
 
     def make(width: int) -> Table:
         spark_width = max(12, min(40, width - 24 - 42))  # room left for ~40 characters of numbers
+        label_width = max(len(label) for label, _, _ in lines)
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, style="bold")
         grid.add_column(no_wrap=True, style="cyan")
         grid.add_column(ratio=1, style="dim", overflow="fold")
-        for label, values, detail in lines:
+        for label, values, groups in lines:
+            detail = Text()
+            for k, (units, style) in enumerate(groups):
+                detail.append(("\n" if k else "") + _pack(units, width - label_width - spark_width - 4), style=style)
             grid.add_row(label, _sparkline(values, spark_width), detail)
         return grid
 
     return _Fitted(make)
 
 
-def _loss_line(report: Report) -> tuple[str, np.ndarray, Text] | None:
+def _pack(units: list[str], width: int) -> str:
+    """``units`` joined by ", ", a new line before one that would not fit: a number never
+    parts from its name."""
+    lines = [units[0]]
+    for unit in units[1:]:
+        if len(lines[-1]) + 2 + len(unit) <= width:
+            lines[-1] += ", " + unit
+        else:
+            lines[-1] += ","
+            lines.append(unit)
+    return "\n".join(lines)
+
+
+# A series' numbers: groups of units, each group on its own line(s), with its style.
+_Detail = list[tuple[list[str], str]]
+
+
+def _loss_line(report: Report) -> tuple[str, np.ndarray, _Detail] | None:
     facts = report.facts
     if facts is None or facts.loss.per_step.size == 0:
         return None
     per_step = facts.loss.per_step
-    return "training loss per step", per_step, Text(f"{fmt(per_step[0])} → {fmt(per_step[-1])}")
+    return "training loss per step", per_step, [([f"{fmt(per_step[0])} → {fmt(per_step[-1])}"], "")]
 
 
-def _cosine(report: Report) -> tuple[str, np.ndarray, Text] | None:
+def _cosine(report: Report) -> tuple[str, np.ndarray, _Detail] | None:
     """For a scale-invariant (cosine) loss: cos(y, prediction) over the probe's batches, the
     norms on both sides, and the best cosine the output can reach where its range limits it."""
     # The probe's own definition of scale invariance (lossprobe imports TensorFlow only inside
@@ -408,12 +428,13 @@ def _cosine(report: Report) -> tuple[str, np.ndarray, Text] | None:
         return None  # cos(y, ŷ) of class scores says nothing a classifier's reader needs
     if (lp is None or lp.scale_spread >= INVARIANCE_TOLERANCE) and pred.best_reachable_cosine is None:
         return None
-    detail = Text(f"mean {fmt(pred.cosine_mean[0])} → {fmt(pred.cosine_mean[-1])}, "
-                  f"min {fmt(np.min(pred.cosine_min))}, max {fmt(np.max(pred.cosine_max))}\n"
-                  f"|ŷ| {fmt(np.median(pred.output_norm_mean))}, |y| {fmt(np.median(pred.target_norm_mean))}")
+    detail: _Detail = [
+        ([f"mean {fmt(pred.cosine_mean[0])} → {fmt(pred.cosine_mean[-1])}", f"min {fmt(np.min(pred.cosine_min))}",
+          f"max {fmt(np.max(pred.cosine_max))}"], ""),
+        ([f"|ŷ| {fmt(np.median(pred.output_norm_mean))}", f"|y| {fmt(np.median(pred.target_norm_mean))}"], "")]
     if pred.best_reachable_cosine is not None and pred.best_reachable_cosine < _SHOW_REACHABLE_BELOW:
-        detail.append(f"\nbest reachable cosine {fmt(pred.best_reachable_cosine)} "
-                      f"(output ≥ {fmt(pred.output_min)})", style="yellow")
+        detail.append(([f"best reachable cosine {fmt(pred.best_reachable_cosine)} (output ≥ {fmt(pred.output_min)})"],
+                       "yellow"))
     return "cosine(y, ŷ) per step", pred.cosine_mean, detail
 
 
