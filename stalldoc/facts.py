@@ -8,7 +8,7 @@ synthetic facts built by hand.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -314,6 +314,29 @@ class TaskFacts:
 
 
 @dataclass
+class OutputFacts:
+    """One output of a multi-output model: its loss (measured alone, unweighted), its weight in
+    the total, its targets, predictions, task and head."""
+
+    name: str
+    weight: float
+    loss: LossFacts
+    targets: ArrayFacts
+    activation: str | None = None  # the output layer's activation
+    units: int | None = None  # length of the output's last axis
+    compiled_loss: str | None = None  # the loss compiled for this output, by name
+    predictions: PredictionFacts | None = None
+    loss_probe: LossProbeFacts | None = None
+    task: TaskFacts | None = None
+
+    @property
+    def progress(self) -> float:
+        """As ``Facts.progress``, for this output's loss."""
+        initial, final = self.loss.verdict_values
+        return loss_progress(initial, final, self.loss.floor, self.loss.baseline)
+
+
+@dataclass
 class Facts:
     model: ModelFacts
     inputs: list[ArrayFacts]
@@ -334,6 +357,26 @@ class Facts:
     task: TaskFacts | None = None
     # The steps the probe planned; ``steps`` is more when the adaptive horizon extended it.
     planned_steps: int | None = None
+    # A multi-output model: one entry per output, in the model's output order. The fields above
+    # are then the whole model's (``loss`` is the weighted total the steps minimized; ``targets``
+    # the first output's; ``predictions``, ``loss_probe`` and ``task`` None): ``for_output``
+    # gives the view that output-specific detectors check.
+    outputs: list[OutputFacts] | None = None
+    # Set on a per-output view: the name of the output it describes.
+    output: str | None = None
+
+    def for_output(self, out: OutputFacts) -> Facts:
+        """This output's view: the whole model's facts with the loss, targets, predictions, task
+        and head of ``out`` (the notes list is shared, so notes added through it are kept)."""
+        model = replace(self.model, output_activation=out.activation, output_family=activation_family(out.activation),
+                        output_units=out.units, compiled_loss=out.compiled_loss)
+        return replace(self, model=model, loss=out.loss, targets=out.targets, predictions=out.predictions,
+                       loss_probe=out.loss_probe, task=out.task, outputs=None, output=out.name)
+
+    @property
+    def all_targets(self) -> list[ArrayFacts]:
+        """Every output's targets (one array for a single-output model)."""
+        return [o.targets for o in self.outputs] if self.outputs else [self.targets]
 
     def connected_variables(self) -> list[VariableFacts]:
         return [v for v in self.variables if not v.grad_is_none]

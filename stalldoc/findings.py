@@ -50,6 +50,8 @@ class Finding:
     # Set by the confirm stage (additive, DESIGN.md): {"status": "confirmed"|"refuted"|"not-tested",
     # "intervention", "progress", "control_progress", "steps"}; None when the stage did not run.
     confirmation: dict[str, Any] | None = None
+    # The output of a multi-output model the finding is about (additive); None: the whole model.
+    output: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -64,6 +66,8 @@ class Finding:
         }
         if self.confirmation is not None:
             out["confirmation"] = _jsonable(self.confirmation)
+        if self.output is not None:
+            out["output"] = self.output
         return out
 
     @classmethod
@@ -72,7 +76,8 @@ class Finding:
         return cls(id=data["id"], severity=Severity.parse(data["severity"]), confidence=data["confidence"],
                    message=data["message"], fix=data["fix"], layer=data.get("layer"),
                    evidence=dict(data.get("evidence") or {}), explains=list(data.get("explains") or []),
-                   confirmation=dict(data["confirmation"]) if data.get("confirmation") else None)
+                   confirmation=dict(data["confirmation"]) if data.get("confirmation") else None,
+                   output=data.get("output"))
 
 
 @dataclass
@@ -241,6 +246,9 @@ class Report:
     # The JSON's per-layer series as read back by ``from_dict`` (a report built from facts
     # computes them from its facts instead: see ``layer_series``).
     layers: list[dict[str, Any]] | None = None
+    # A multi-output model's outputs (additive; None for one output), each {"name", "weight",
+    # "verdict", "loss": that output's loss section}: see ``output_sections``.
+    outputs: list[dict[str, Any]] | None = None
 
     def blocking(self, fail_on: Severity | str | None = Severity.WARNING) -> list[Finding]:
         """Findings at or above ``fail_on`` — what a CI gate fails on (none for ``never``)."""
@@ -274,6 +282,8 @@ class Report:
         }
         if self.interventions is not None:
             out["interventions"] = _jsonable(self.interventions)
+        if self.outputs is not None:
+            out["outputs"] = _jsonable(self.outputs)
         layers = self.layer_series()
         if layers:
             out["layers"] = _jsonable(layers)
@@ -351,11 +361,14 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     @classmethod
-    def from_facts(cls, facts: Facts, **rest: Any) -> Report:
-        """The report of a diagnosis: its model, data and loss sections summarize ``facts``;
-        ``rest`` are the other fields (verdict, findings, skipped, errors, passed, thresholds)."""
+    def from_facts(cls, facts: Facts, output_verdicts: Mapping[str, str] | None = None, **rest: Any) -> Report:
+        """The report of a diagnosis: its model, data and loss sections summarize ``facts``
+        (``loss`` is a multi-output model's weighted total, and ``outputs`` each output's, with
+        its verdict from ``output_verdicts``); ``rest`` are the other fields (verdict, findings,
+        skipped, errors, passed, thresholds)."""
         return cls(model=ModelSummary.from_facts(facts), data=DataSummary.from_facts(facts),
-                   loss=LossSummary.from_facts(facts), facts=facts, **rest)
+                   loss=LossSummary.from_facts(facts), facts=facts,
+                   outputs=output_sections(facts, output_verdicts or {}), **rest)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Report:
@@ -371,7 +384,17 @@ class Report:
             errors=[DetectorError(e["detector"], e["error"]) for e in doc.get("errors", [])],
             interventions=list(doc["interventions"]) if doc.get("interventions") is not None else None,
             layers=list(doc["layers"]) if doc.get("layers") is not None else None,
+            outputs=list(doc["outputs"]) if doc.get("outputs") is not None else None,
         )
+
+
+def output_sections(facts: Facts, verdicts: Mapping[str, str]) -> list[dict[str, Any]] | None:
+    """A multi-output model's ``outputs`` (None for one output): per output its name, weight in
+    the total loss, verdict, and loss section (initial, final, floor, baseline, progress...)."""
+    if not facts.outputs:
+        return None
+    return [{"name": out.name, "weight": out.weight, "verdict": verdicts.get(out.name),
+             "loss": LossSummary.from_facts(facts.for_output(out)).to_dict()} for out in facts.outputs]
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from stalldoc.inputs.data import Dataset
 from stalldoc.inputs.sources import load_source
 from stalldoc.options import Options
 from stalldoc.rank import rank
-from stalldoc.verdict import conclude
+from stalldoc.verdict import conclude, output_verdicts
 
 # Rows of the targets that `--loss auto` looks at to choose a loss for a model saved without one.
 TARGET_SAMPLE_ROWS = 1024
@@ -50,18 +50,26 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
                      declared_loss: str | None = None) -> Report:
     """inputs checked -> probe -> detectors -> rank -> verdict, on a loaded model and dataset."""
     from stalldoc.inputs.losses import resolve_loss
+    from stalldoc.inputs.outputs import output_count, resolve_output_losses
     from stalldoc.probe import Horizon, collect_facts
 
     options.validate()
     notes = [*(notes or []), *dataset.notes]
-    outputs = len(getattr(model, "outputs", None) or [])
-    if outputs > 1:
-        raise InputError(f"{model_path or 'model'}: the model has {outputs} outputs; stalldoc diagnoses "
-                         "single-output models (multi-output support is not there yet)")
+    outputs = output_count(model)
+    if outputs > 1 and dataset.targets_by_output is None:
+        raise InputError(f"{dataset.path}: the model has {outputs} outputs but the data holds one targets array; "
+                         "give one per output")
     _check_shapes(model, dataset)
+    weights = None
     try:
-        loss = resolve_loss(options.loss, model, notes, declared=declared_loss,
-                            targets=lambda: np.asarray(dataset.targets[:TARGET_SAMPLE_ROWS]))
+        if dataset.targets_by_output is not None:
+            arrays = [arr for _, arr in dataset.targets_by_output.values()]
+            loss, weights = resolve_output_losses(
+                options.loss, model, notes, declared=declared_loss if isinstance(declared_loss, str) else None,
+                targets=lambda i: np.asarray(arrays[i][:TARGET_SAMPLE_ROWS]))
+        else:
+            loss = resolve_loss(options.loss, model, notes, declared=declared_loss,
+                                targets=lambda: np.asarray(dataset.targets[:TARGET_SAMPLE_ROWS]))
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
@@ -71,7 +79,7 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
     facts, session = collect_facts(model, dataset, loss,
                                     horizon=Horizon.within(options.steps, options.horizon_max, options.budget),
                                     batch_size=options.batch_size, seed=options.seed, model_path=model_path,
-                                    notes=notes, on_step=on_step)
+                                    notes=notes, on_step=on_step, weights=weights)
     report = build_report(facts, options, session=session, on_stage=on_stage,
                           confirm_budget_s=options.budget - (time.perf_counter() - started))
     if options.tensorboard:
@@ -94,7 +102,9 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
     result, findings = conclude(facts, findings, ran=passed + sorted({f.id for f in findings}),
                                 ignore=options.ignore)
     interventions = None
-    if session is not None and options.confirm and result == "stalled" and findings:
+    if facts.outputs and session is not None and options.confirm and result == "stalled" and findings:
+        facts.notes.append("confirmation skipped: counterfactual re-runs are not tested for multi-output models")
+    elif session is not None and options.confirm and result == "stalled" and findings:
         from stalldoc.confirm.run import confirm
 
         _stage(on_stage, "confirming")
@@ -107,7 +117,7 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
     findings = rank(findings)
     return Report.from_facts(facts, verdict=result, findings=findings, skipped=skipped,
                              errors=errors, passed=passed, thresholds=options.thresholds,
-                             interventions=interventions)
+                             interventions=interventions, output_verdicts=output_verdicts(facts, findings))
 
 
 def _check_shapes(model, dataset: Dataset) -> None:

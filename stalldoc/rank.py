@@ -33,26 +33,34 @@ def effect(f: Finding) -> float:
     return value if math.isfinite(value) else 0.0
 
 
+def related(cause: Finding, other: Finding) -> bool:
+    """Whether ``cause`` can account for ``other``: a finding about one output of a
+    multi-output model explains only that output's findings and the whole model's."""
+    return cause.output is None or other.output is None or cause.output == other.output
+
+
 def rank(findings: list[Finding]) -> list[Finding]:
     """Order findings root cause first and fill each finding's ``explains``."""
-    present = {f.id for f in findings}
-    explainers: dict[str, set[str]] = {}
+    explainers: dict[int, set[str]] = {}  # id(finding) -> ids of the findings that explain it
     for f in findings:
         f.explains = []
         if f.severity < Severity.WARNING or status(f) == "refuted":
             continue  # an informational note, or a refuted cause, is not offered as the cause of anything
         cls = by_id(f.id)
+        candidates = [o for o in findings if o.id != f.id and related(f, o)]
         # A cause accounts for the outcome it produces: a loss at chance, a stall.
         outcomes = [] if cls.area == "outcome" or cls.caveat else \
-            [o.id for o in findings if by_id(o.id).area == "outcome" and o.severity >= Severity.WARNING]
+            [o.id for o in candidates if by_id(o.id).area == "outcome" and o.severity >= Severity.WARNING]
         for other in [*cls.explains, *outcomes]:
-            if other in present and other != f.id and other not in f.explains:
+            matching = [o for o in candidates if o.id == other]
+            if matching and other not in f.explains:
                 f.explains.append(other)
-                explainers.setdefault(other, set()).add(f.id)
+            for o in matching:
+                explainers.setdefault(id(o), set()).add(f.id)
 
     def explained(f: Finding) -> bool:
         # Explained by another finding that this one does not explain in turn (no cycles).
-        return any(e not in f.explains for e in explainers.get(f.id, ()))
+        return any(e not in f.explains for e in explainers.get(id(f), ()))
 
     for f in findings:
         if f.explains and not explained(f):

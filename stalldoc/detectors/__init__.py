@@ -91,7 +91,11 @@ def run_detectors(
     ignore: list[str] | None = None,
     thresholds: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[Finding], list[Skipped], list[DetectorError], list[str]]:
-    """Run every selected detector; a crash is recorded and the others still run."""
+    """Run every selected detector; a crash is recorded and the others still run.
+
+    On a multi-output model a ``per_output`` detector runs once per output, on that output's
+    view, and its findings name the output; it counts as skipped when it skipped every output,
+    and as passed when it found nothing on any."""
     thresholds = thresholds or {}
     findings: list[Finding] = []
     skipped: list[Skipped] = []
@@ -104,16 +108,31 @@ def run_detectors(
             skipped.append(Skipped(cls.id, "ignored by configuration"))
             continue
         detector = cls(**thresholds.get(cls.id, {}))
-        try:
-            found = detector.check(facts)
-        except Skip as skip:
-            skipped.append(Skipped(cls.id, str(skip)))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a crashing detector must not stop the others
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            errors.append(DetectorError(cls.id, f"{type(exc).__name__}: {exc} ({last.filename}:{last.lineno})"))
+        views = [facts.for_output(out) for out in facts.outputs] if cls.per_output and facts.outputs else [facts]
+        found, skips, crashed = [], [], False
+        for view in views:
+            tag = f"output {view.output!r}: " if view.output is not None else ""
+            try:
+                found_here = detector.check(view)
+            except Skip as skip:
+                skips.append((tag, str(skip)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a crashing detector must not stop the others
+                last = traceback.extract_tb(exc.__traceback__)[-1]
+                errors.append(DetectorError(cls.id, f"{tag}{type(exc).__name__}: {exc} "
+                                                    f"({last.filename}:{last.lineno})"))
+                crashed = True
+                continue
+            for f in found_here:
+                f.output = view.output
+            found.extend(found_here)
+        if crashed:
             continue
         findings.extend(found)
-        if not found:
+        if len(skips) == len(views):  # one reason when every output skipped for the same one
+            reasons = {reason for _, reason in skips}
+            skipped.append(Skipped(cls.id, reasons.pop() if len(reasons) == 1
+                                   else "; ".join(tag + reason for tag, reason in skips)))
+        elif not found:
             passed.append(cls.id)
     return findings, skipped, errors, passed

@@ -64,6 +64,11 @@ class Detector:
     intervention: ClassVar[str | None] = None
     # Runs after the verdict, with the other findings (``conclude``), instead of ``check``.
     after_verdict: ClassVar[bool] = False
+    # Reads one output's loss, targets, predictions or task: on a multi-output model it runs
+    # once per output, on that output's view (``Facts.for_output``), and its findings name
+    # the output. The others (inputs, layers, gradients, the optimizer) run once, on the
+    # whole model and its total loss.
+    per_output: ClassVar[bool] = False
 
     def __init__(self, **overrides: Any) -> None:
         known = {t.name: t for t in self.thresholds}

@@ -51,7 +51,7 @@ class NonFiniteData(Detector):
 
     def check(self, facts: Facts) -> list[Finding]:
         out = []
-        for arr in [*facts.inputs, facts.targets]:
+        for arr in [*facts.inputs, *facts.all_targets]:
             total = max(1, int(np.prod(arr.shape)))
             fraction = arr.non_finite / total
             if arr.non_finite and fraction > self.t["max_fraction"]:
@@ -228,6 +228,7 @@ class UnnormalizedTarget(Detector):
 
     id = "unnormalized-target"
     area = "data"
+    per_output = True
     intervention = "standardize-y"
     summary = "regression targets far from unit scale under a scale-dependent loss"
     severity = Severity.ERROR
@@ -292,6 +293,7 @@ class ZeroNormTarget(Detector):
 
     id = "zero-norm-target"
     area = "data"
+    per_output = True
     summary = "target or prediction vectors of zero norm under a cosine loss"
     severity = Severity.ERROR
     thresholds = (
@@ -363,6 +365,7 @@ class ConstantTarget(Detector):
 
     id = "constant-target"
     area = "data"
+    per_output = True
     summary = "targets that do not vary across samples (or, for a cosine, all point the same way)"
     severity = Severity.ERROR
     # Constant targets are predicted perfectly without x: the loss falling to its floor
@@ -424,6 +427,7 @@ class ShapeMismatch(Detector):
 
     id = "shape-mismatch"
     area = "data"
+    per_output = True
     intervention = "output-units"
     summary = "targets and predictions of different shapes, broadcast against each other"
     severity = Severity.ERROR

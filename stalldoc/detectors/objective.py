@@ -65,6 +65,7 @@ class InvertedLoss(Detector):
 
     id = "inverted-loss"
     area = "objective"
+    per_output = True
     intervention = "flip-loss-sign"
     summary = "the loss falls as predictions point away from the targets"
     severity = Severity.ERROR
@@ -125,6 +126,7 @@ class DegenerateCosineAxis(Detector):
 
     id = "degenerate-cosine-axis"
     area = "objective"
+    per_output = True
     intervention = "cosine-axis"
     summary = "the loss ignores the predictions (cosine over a length-1 axis) or mixes the batch"
     severity = Severity.ERROR
@@ -196,6 +198,7 @@ class UnnormalizedCosineDistance(Detector):
 
     id = "unnormalized-cosine-distance"
     area = "objective"
+    per_output = True
     summary = "a cosine loss computed on vectors that are not L2-normalized"
     severity = Severity.ERROR
     thresholds = (
@@ -274,6 +277,7 @@ class OutputRangeMismatch(Detector):
 
     id = "output-range-mismatch"
     area = "objective"
+    per_output = True
     intervention = "rescale-y-to-output"  # for value targets; a new activation would retrace
     summary = "an output activation whose range cannot reach the targets (e.g. sigmoid for targets in 0..100)"
     severity = Severity.ERROR
@@ -405,6 +409,7 @@ class LargeOutputNorm(Detector):
 
     id = "large-output-norm"
     area = "objective"
+    per_output = True
     intervention = "zero-output-bias"
     summary = "predictions so long that a cosine loss's gradient (1/|p|) vanishes"
     thresholds = (Threshold("max_output_norm", 100.0, "median prediction L2 norm"),)
@@ -466,6 +471,7 @@ class SingleUnitSoftmax(Detector):
 
     id = "single-unit-softmax"
     area = "objective"
+    per_output = True
     intervention = "replace-output-activation"
     summary = "a softmax over one output unit: the output is always 1"
     severity = Severity.ERROR
@@ -553,6 +559,7 @@ class LossOutputMismatch(Detector):
 
     id = "loss-output-mismatch"
     area = "objective"
+    per_output = True
     intervention = "swap-loss"
     summary = "a loss that does not fit the output activation or the targets (from_logits, sparse vs one-hot...)"
     severity = Severity.ERROR
@@ -769,6 +776,7 @@ class LossNotRebuilt(Detector):
 
     id = "loss-not-rebuilt"
     area = "objective"
+    per_output = True
     summary = "the model's own compiled loss could not be rebuilt; a substitute was used"
     severity = Severity.WARNING
     caveat = True

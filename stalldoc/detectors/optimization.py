@@ -120,7 +120,7 @@ class LearningRateTooHigh(Detector):
         per_step = facts.loss.per_step
         if facts.steps < 1 or per_step.size == 0:
             raise Skip("no training steps recorded")
-        finite_data = all(a.non_finite == 0 for a in [*facts.inputs, facts.targets])
+        finite_data = all(a.non_finite == 0 for a in [*facts.inputs, *facts.all_targets])
         bad = ~np.isfinite(per_step)
         if finite_data and (bad.any() or not math.isfinite(facts.loss.final)):
             step = int(np.argmax(bad)) + 1 if bad.any() else facts.steps
@@ -189,6 +189,7 @@ class Converged(Detector):
 
     id = "converged"
     area = "optimization"
+    per_output = True
     summary = "the loss is flat because it is at its minimum"
     severity = Severity.INFO
     thresholds = (Threshold("max_gap", 0.01, "(loss - floor) / range"),

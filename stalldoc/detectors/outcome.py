@@ -62,6 +62,7 @@ class ChanceLevel(Detector):
 
     id = "chance-level"
     area = "outcome"
+    per_output = True
     summary = "the loss stays at the constant-predictor level: nothing learned depends on x"
     thresholds = (Threshold("min_share", FLAT_PROGRESS, "(baseline - loss) / (baseline - floor) at the end"),)
 
@@ -106,6 +107,7 @@ class SlowProgress(Detector):
 
     id = "slow-progress"
     area = "outcome"
+    per_output = True
     summary = "the loss falls, but only after more steps than usual"
     severity = Severity.INFO
 
@@ -149,6 +151,7 @@ class BatchNormLag(Detector):
 
     id = "batchnorm-lag"
     area = "outcome"
+    per_output = True
     summary = "BatchNormalization's moving statistics lag: inference-mode loss flat while training works"
     severity = Severity.INFO
 
@@ -196,6 +199,7 @@ class UnexplainedStall(Detector):
 
     id = "unexplained-stall"
     area = "outcome"
+    per_output = True
     summary = "the loss is stalled and no detector found why (so the gate never passes it silently)"
     after_verdict = True
 

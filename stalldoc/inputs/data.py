@@ -30,6 +30,9 @@ class Dataset:
     y_key: str
     # Sentences for the report about how the data was read (e.g. only a sample of a stream).
     notes: list[str] = field(default_factory=list)
+    # A multi-output model's targets: output name -> (array key, array), in the model's output
+    # order; ``targets``/``y_key`` are then the first output's. None for one output.
+    targets_by_output: dict[str, tuple[str, np.ndarray]] | None = None
 
     @property
     def samples(self) -> int:
@@ -56,18 +59,32 @@ def _pick(path: str, keys: list[str], candidates: tuple[str, ...], what: str, fl
 
 
 def load_dataset(path: str, input_names: list[str], *, x_key: str | None = None,
-                 y_key: str | None = None) -> Dataset:
-    """Read DATA (a .npz archive) and match its arrays to the model's inputs and its targets."""
+                 y_key: str | None = None, output_names: list[str] | None = None) -> Dataset:
+    """Read DATA (a .npz archive) and match its arrays to the model's inputs and its targets
+    (one array per output when ``output_names`` lists several: see ``match_arrays``)."""
     arrays = _open(path)
     if not arrays:
         raise InputError(f"{path}: the archive holds no arrays (no .npy members)")
-    return match_arrays(path, arrays, input_names, x_key=x_key, y_key=y_key)
+    return match_arrays(path, arrays, input_names, x_key=x_key, y_key=y_key, output_names=output_names)
 
 
 def match_arrays(path: str, arrays, input_names: list[str], *, x_key: str | None = None,
-                 y_key: str | None = None) -> Dataset:
+                 y_key: str | None = None, output_names: list[str] | None = None) -> Dataset:
     """Arrays by name (an archive's, a directory's, a function's dict) matched to the model's
-    inputs and its targets, by the names given or the usual ones; ``path`` names them in errors."""
+    inputs and its targets, by the names given or the usual ones; ``path`` names them in errors.
+    A multi-output model (``output_names`` lists several) gets one targets array per output
+    (see ``_output_targets``)."""
+    if output_names and len(output_names) > 1:
+        by_output = _output_targets(path, arrays, output_names, y_key)
+        first_key, _ = next(iter(by_output.values()))
+        dataset = match_arrays(path, arrays, input_names, x_key=x_key, y_key=first_key)
+        for output, (key, arr) in by_output.items():
+            validate_array(arr, f"{path}: array {key!r}")
+            if arr.shape[0] != dataset.samples:
+                raise InputError(f"{path}: {key!r} (output {output!r}) has {arr.shape[0]} samples but "
+                                 f"{first_key!r} has {dataset.samples}")
+        dataset.targets_by_output = by_output
+        return dataset
     keys = list(arrays)
     if y_key is not None and y_key not in arrays:
         raise InputError(f"{path}: no array named {y_key!r} (--y-key); it has {', '.join(keys)}")
@@ -94,6 +111,32 @@ def match_arrays(path: str, arrays, input_names: list[str], *, x_key: str | None
         if arr.shape[0] != samples:
             raise InputError(f"{path}: {key!r} has {arr.shape[0]} samples but {y_name!r} has {samples}")
     return Dataset(path=path, inputs=inputs, targets=targets, x_keys=x_names, y_key=y_name)
+
+
+def _output_targets(path: str, arrays: dict, outputs: list[str],
+                    y_key: str | None) -> dict[str, tuple[str, np.ndarray]]:
+    """One targets array per output: ``--y-key a,b`` in output order, else arrays named after
+    the outputs, ``y_<output>``, or ``y0, y1, ...`` (in output order)."""
+    keys = list(arrays)
+    if y_key is not None:
+        chosen = [k.strip() for k in y_key.split(",")]
+        if len(chosen) != len(outputs):
+            raise InputError(f"{path}: the model has {len(outputs)} outputs {outputs}; --y-key names "
+                             f"{len(chosen)} array(s) (give one per output, comma-separated, in output order)")
+        missing = [k for k in chosen if k not in arrays]
+        if missing:
+            raise InputError(f"{path}: no array named {missing[0]!r} (--y-key); file has {', '.join(keys)}")
+        return {o: (k, arrays[k]) for o, k in zip(outputs, chosen)}
+    for pattern in ("{name}", "y_{name}"):
+        chosen = [pattern.format(name=o) for o in outputs]
+        if all(k in arrays for k in chosen):
+            return {o: (k, arrays[k]) for o, k in zip(outputs, chosen)}
+    chosen = [f"y{i}" for i in range(len(outputs))]
+    if all(k in arrays for k in chosen):
+        return {o: (k, arrays[k]) for o, k in zip(outputs, chosen)}
+    raise InputError(f"{path}: the model has {len(outputs)} outputs {outputs}: name one targets array per output "
+                     f"({', '.join(outputs)}; or y_<output>; or y0..y{len(outputs) - 1}), or list them with "
+                     f"--y-key A,B (file has {', '.join(keys)})")
 
 
 def validate_array(arr, label: str) -> None:
@@ -179,7 +222,8 @@ def prepare_probe_sample(dataset: Dataset, *, steps: int, batch_size: int, seed:
     The statistics stream each compressed array once; with this, that same pass keeps the
     probe's rows, so the probe never decompresses again. Mirrors the probe's sampling.
     """
-    streamed = [a for a in [*dataset.inputs.values(), dataset.targets] if isinstance(a, StreamedArray)]
+    targets = [a for _, a in dataset.targets_by_output.values()] if dataset.targets_by_output else [dataset.targets]
+    streamed = [a for a in [*dataset.inputs.values(), *targets] if isinstance(a, StreamedArray)]
     if streamed:
         _, indices = probe_rows(dataset.samples, steps=steps, batch_size=batch_size, seed=seed)
         for arr in streamed:

@@ -50,17 +50,20 @@ def source_kind(spec: str) -> str:
 
 def load_source(spec: str, model, *, x_key: str | None, y_key: str | None, options) -> Dataset:
     """DATA matched to ``model``'s inputs, read no further than the probe needs."""
+    from stalldoc.inputs.outputs import output_count, output_names
+
     inputs = list(model.inputs)
     input_names = [t.name for t in inputs] if len(inputs) > 1 else ["input"]
+    outputs = output_names(model) if output_count(model) > 1 else None  # one targets array each
     kind = source_kind(spec)
     if kind == "npy-dir":
-        return match_arrays(spec, open_npy_dir(spec), input_names, x_key=x_key, y_key=y_key)
+        return match_arrays(spec, open_npy_dir(spec), input_names, x_key=x_key, y_key=y_key, output_names=outputs)
     if kind == "csv":
         rows = probe_row_count(steps=options.horizon_max, batch_size=options.batch_size)
         return load_csv(spec, input_names, x_key=x_key, y_key=y_key, min_rows=rows)
     if kind == "function":
         return load_function(spec, model, x_key=x_key, y_key=y_key, options=options)
-    return load_dataset(spec, input_names, x_key=x_key, y_key=y_key)
+    return load_dataset(spec, input_names, x_key=x_key, y_key=y_key, output_names=outputs)
 
 
 # ---------------------------------------------------------------------------- a directory of .npy
@@ -251,7 +254,10 @@ def load_function(spec: str, model, *, x_key: str | None, y_key: str | None, opt
         arrays = {str(k): _as_array(spec, k, v) for k, v in result.items()}
         if not arrays:
             raise InputError(f"{spec}: returned an empty dict")
-        return match_arrays(spec, arrays, input_names, x_key=x_key, y_key=y_key)
+        from stalldoc.inputs.outputs import output_count, output_names
+
+        return match_arrays(spec, arrays, input_names, x_key=x_key, y_key=y_key,
+                            output_names=output_names(model) if output_count(model) > 1 else None)
     if x_key is not None or y_key is not None:
         raise InputError(f"{spec}: --x-key/--y-key name arrays of a returned dict; {name}() returned "
                          f"{_returned(result)}")

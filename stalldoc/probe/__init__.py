@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from stalldoc.errors import InputError, one_line
-from stalldoc.facts import FLAT_PROGRESS, MOVING_PROGRESS, ArrayFacts, Facts, LossFacts, loss_progress
+from stalldoc.facts import (
+    FLAT_PROGRESS,
+    MOVING_PROGRESS,
+    ArrayFacts,
+    Facts,
+    LossFacts,
+    OutputFacts,
+    loss_progress,
+)
 from stalldoc.inputs.data import Dataset, array_facts, prepare_probe_sample, probe_rows
 from stalldoc.inputs.losses import ResolvedLoss
 from stalldoc.probe.baseline import (
@@ -76,10 +84,15 @@ class ProbeSession:
     judge_in_training_mode: bool
 
 
-def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon, batch_size: int,
-                  seed: int, model_path: str | None = None, notes: list[str] | None = None,
-                  on_step: Callable[[int], None] | None = None) -> tuple[Facts, ProbeSession]:
-    """Everything the detectors see, measured once; and the session to re-run the steps."""
+def collect_facts(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLoss], *, horizon: Horizon,
+                  batch_size: int, seed: int, model_path: str | None = None, notes: list[str] | None = None,
+                  on_step: Callable[[int], None] | None = None,
+                  weights: list[float] | None = None) -> tuple[Facts, ProbeSession]:
+    """Everything the detectors see, measured once; and the session to re-run the steps.
+
+    A multi-output model (``dataset.targets_by_output``) has one loss per output (``loss`` a
+    list, ``weights`` their weights in the total): each output's facts are measured as a
+    single output's would be (``facts.outputs``)."""
     notes = list(notes or [])
     # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.
     prepare_probe_sample(dataset, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
@@ -87,24 +100,36 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
     for af, tensor in zip(input_facts, model.inputs):
         af.consumed_as_indices = "int" in str(getattr(tensor, "dtype", ""))
     target_facts = array_facts(dataset.y_key, dataset.targets)
+    output_targets = [target_facts] + [array_facts(key, arr) for key, arr in
+                                       list((dataset.targets_by_output or {}).values())[1:]]
     try:
         # NaN/Inf data is reported by non-finite-data; numpy's cast warnings are only noise.
         with np.errstate(all="ignore"):
             facts, evaluation, session = run_probe(model, dataset, loss, horizon=horizon, batch_size=batch_size,
                                           seed=seed, input_facts=input_facts, target_facts=target_facts,
-                                          model_path=model_path, notes=notes, on_step=on_step)
+                                          model_path=model_path, notes=notes, on_step=on_step,
+                                          weights=weights, output_targets=output_targets)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model or loss failed on their data
-        bad = [f"{a.name} holds {a.non_finite} NaN/Inf values" for a in [*input_facts, target_facts] if a.non_finite]
-        label_hint = _label_format_hint(loss, target_facts, model)
+        bad = [f"{a.name} holds {a.non_finite} NaN/Inf values" for a in [*input_facts, *output_targets]
+               if a.non_finite]
+        label_hint = None if isinstance(loss, list) else _label_format_hint(loss, target_facts, model)
         hint = f"; note: {', '.join(bad)}" if bad else ""
         if label_hint:
             raise InputError(f"{model_path or 'model'}: the loss cannot take these targets: {label_hint}") from exc
         raise InputError(f"{model_path or 'model'}: a training step failed on {dataset.path} "
                          f"({type(exc).__name__}: {one_line(exc)}){hint}") from exc
-    _measure_loss_function(loss, dataset, facts, seed=seed)
-    _measure_task(facts, *evaluation)
+    if facts.outputs is None:
+        _measure_loss_function(loss, dataset, facts, seed=seed)
+        _measure_task(facts, *evaluation)
+        return facts, session
+    eval_y, initial_pred, final_pred = evaluation
+    for k, (out, one_loss, (_, arr)) in enumerate(zip(facts.outputs, loss, dataset.targets_by_output.values())):
+        view = facts.for_output(out)
+        _measure_loss_function(one_loss, dataset, view, seed=seed, targets=arr)
+        _measure_task(view, eval_y[k], initial_pred[k], final_pred[k])
+        out.loss_probe, out.task = view.loss_probe, view.task
     return facts, session
 
 
@@ -125,16 +150,20 @@ def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Fa
 
 def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon, batch_size: int, seed: int,
                input_facts: list[ArrayFacts], target_facts: ArrayFacts, model_path: str | None,
-               notes: list[str], on_step: Callable[[int], None] | None) -> tuple[Facts, tuple, ProbeSession]:
+               notes: list[str], on_step: Callable[[int], None] | None, weights: list[float] | None = None,
+               output_targets: list[ArrayFacts] | None = None) -> tuple[Facts, tuple, ProbeSession]:
     """The measured steps; returns the facts, (evaluation targets, predictions before, after)
-    and the session that can re-run them."""
+    and the session that can re-run them. For a multi-output model (``loss`` a list) the
+    targets and predictions are lists, one per output."""
     import keras
 
     from stalldoc.probe import assemble
+    from stalldoc.probe.instrument import activation_name
     from stalldoc.probe.step import InstrumentedStep
 
     keras.utils.set_random_seed(seed)
-    step = InstrumentedStep(model, loss.fn)
+    multi = isinstance(loss, list)
+    step = InstrumentedStep(model, [one.fn for one in loss] if multi else loss.fn, weights)
     initial_state = step.snapshot()
     initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
@@ -144,21 +173,30 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     def take(i: int):
         """Batch i of the probe's rows (0 is the evaluation batch), sorted for cheap reads."""
         order = np.sort(indices[batch * i: batch * (i + 1)])
-        return [np.asarray(a[order]) for a in dataset.inputs.values()], np.asarray(dataset.targets[order],
-                                                                                     dtype=np.float32)
+        xs = [np.asarray(a[order]) for a in dataset.inputs.values()]
+        if multi:
+            return xs, [np.asarray(a[order], dtype=np.float32) for _, a in dataset.targets_by_output.values()]
+        return xs, np.asarray(dataset.targets[order], dtype=np.float32)
 
     eval_x, eval_y = take(0)
     with_batchnorm = any(isinstance(layer, keras.layers.BatchNormalization) for layer in _all_layers(model))
-    initial, initial_pred = step.evaluate(eval_x, eval_y)
-    training_initial = step.evaluate(eval_x, eval_y, training=True)[0] if with_batchnorm else None
-    try:
-        floor = float(step.scalar_loss(eval_y, np.asarray(eval_y, dtype=np.float32)))
-    except Exception:  # noqa: BLE001 - targets and outputs of different shapes/kinds
-        floor = None
-    kind, from_logits = loss_identity(loss.fn)
-    if floor is None and kind in ZERO_FLOOR_LOSSES:
-        floor = 0.0
-    baseline = _baseline(loss, dataset, indices, batch, eval_y, initial_pred, model)
+    initial, initial_pred, initial_parts = step.evaluate_outputs(eval_x, eval_y)
+    training_initial, training_initial_parts = (step.evaluate_outputs(eval_x, eval_y, training=True)[::2]
+                                                if with_batchnorm else (None, None))
+    if multi:
+        from stalldoc.inputs.outputs import output_head
+
+        heads = [output_head(model, k) for k in range(len(loss))]
+        floors = [_floor(step, one, y, k) for k, (one, y) in enumerate(zip(loss, eval_y))]
+        baselines = [_baseline(one, arr, indices, batch, y, pred, head)
+                     for one, (_, arr), y, pred, head in zip(loss, dataset.targets_by_output.values(), eval_y,
+                                                             initial_pred, heads)]
+        floor = _weighted(step.weights, floors)
+        baseline = _weighted(step.weights, baselines)
+    else:
+        floor = _floor(step, loss, eval_y)
+        baseline = _baseline(loss, dataset.targets, indices, batch, eval_y, initial_pred,
+                             model.layers[-1] if getattr(model, "layers", None) else None)
 
     records: list[dict] = []
     step_seconds: list[float] = []
@@ -190,29 +228,87 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         notes.append(f"the time budget bound the probe: {len(records)} of {horizon.steps} steps ran "
                      f"({_typical_step_seconds(step_seconds):.2g} s a step; the probe's steps may take "
                      f"{horizon.budget_s:g} s, half of --budget)")
-    final, final_pred = step.evaluate(eval_x, eval_y)
-    training_final = step.evaluate(eval_x, eval_y, training=True)[0] if with_batchnorm else None
+    final, final_pred, final_parts = step.evaluate_outputs(eval_x, eval_y)
+    training_final, training_final_parts = (step.evaluate_outputs(eval_x, eval_y, training=True)[::2]
+                                            if with_batchnorm else (None, None))
 
     model_facts = assemble.model_facts(step, model_path, notes)
+    per_step = assemble.series(records, "loss")
+    if multi:
+        loss_facts = LossFacts(
+            name="total: " + " + ".join(f"{_number(w)} × {one.name}" for w, one in zip(step.weights, loss)),
+            source="weighted", per_step=per_step, initial=initial, final=final, floor=floor,
+            reason="the weighted sum of the outputs' losses, as fit minimizes it", baseline=baseline,
+            baseline_kind="each output's best constant prediction" if baseline is not None else None,
+            training_initial=training_initial, training_final=training_final)
+        per_output = assemble.series(records, "output_loss")
+        outputs = []
+        for k, (one, (name, (_, arr))) in enumerate(zip(loss, dataset.targets_by_output.items())):
+            kind, from_logits = loss_identity(one.fn)
+            head = heads[k]
+            shape = model.outputs[k].shape
+            outputs.append(OutputFacts(
+                name=name, weight=step.weights[k], targets=output_targets[k],
+                activation=activation_name(head) if head is not None else None,
+                units=int(shape[-1]) if len(shape) > 1 and shape[-1] is not None else None,
+                compiled_loss=one.name if one.source == "compiled" else None,
+                predictions=assemble.prediction_facts(model, records, arr.shape[1:], output=k),
+                loss=LossFacts(
+                    name=one.name, source=one.source, per_step=per_output[:, k] if records else np.zeros(0),
+                    initial=initial_parts[k], final=final_parts[k], floor=floors[k], reason=one.reason,
+                    substitute_for=one.substitute_for, kind=kind, from_logits=from_logits,
+                    baseline=baselines[k],
+                    baseline_kind="the best constant prediction" if baselines[k] is not None else None,
+                    training_initial=training_initial_parts[k] if with_batchnorm else None,
+                    training_final=training_final_parts[k] if with_batchnorm else None)))
+        predictions, reasons = None, [one.reason for one in loss]
+    else:
+        kind, from_logits = loss_identity(loss.fn)
+        loss_facts = LossFacts(name=loss.name, source=loss.source, per_step=per_step,
+                               initial=initial, final=final, floor=floor, reason=loss.reason,
+                               substitute_for=loss.substitute_for, kind=kind, from_logits=from_logits,
+                               baseline=baseline, baseline_kind="the best constant prediction"
+                               if baseline is not None else None, training_initial=training_initial,
+                               training_final=training_final)
+        outputs, reasons = None, [loss.reason]
+        predictions = assemble.prediction_facts(model, records, dataset.targets.shape[1:])
     facts = Facts(
-        model=model_facts, inputs=input_facts, targets=target_facts,
-        loss=LossFacts(name=loss.name, source=loss.source, per_step=assemble.series(records, "loss"),
-                       initial=initial, final=final, floor=floor, reason=loss.reason,
-                       substitute_for=loss.substitute_for, kind=kind, from_logits=from_logits,
-                       baseline=baseline, baseline_kind="the best constant prediction" if baseline is not None
-                       else None, training_initial=training_initial, training_final=training_final),
+        model=model_facts, inputs=input_facts, targets=target_facts, loss=loss_facts,
         layers=assemble.layer_facts(step, records),
         variables=assemble.variable_facts(step, records, initial_values, [v.numpy() for v in step.tvars]),
         steps=len(records), batch_size=batch, seed=seed,
         planned_steps=horizon.steps if horizon.max_steps > horizon.steps else None,
-        predictions=assemble.prediction_facts(model, records, dataset.targets.shape[1:]),
+        predictions=predictions,
         first_weighted_input_rms=float(np.median(assemble.series(records, "first_rms")))
         if (records and step.inst.first_weighted_input is not None) else None,
-        data_path=dataset.path, samples=dataset.samples, notes=[loss.reason] + notes,
+        data_path=dataset.path, samples=dataset.samples, notes=reasons + notes, outputs=outputs,
     )
     session = ProbeSession(step=step, initial_state=initial_state, take=take, steps=len(records),
                            judge_in_training_mode=with_batchnorm)
     return facts, (eval_y, initial_pred, final_pred), session
+
+
+def _floor(step, loss: ResolvedLoss, eval_y: np.ndarray, output: int | None = None) -> float | None:
+    """The loss at a perfect prediction, loss(y, y), on the evaluation batch (of one output)."""
+    try:
+        floor = float(step.scalar_loss(eval_y, np.asarray(eval_y, dtype=np.float32), output))
+    except Exception:  # noqa: BLE001 - targets and outputs of different shapes/kinds
+        floor = None
+    kind, _ = loss_identity(loss.fn)
+    if floor is None and kind in ZERO_FLOOR_LOSSES:
+        floor = 0.0
+    return floor
+
+
+def _weighted(weights: list[float], values: list[float | None]) -> float | None:
+    """The weighted sum of the outputs' values; None when one of them is unknown."""
+    if any(v is None for v in values):
+        return None
+    return float(sum(w * v for w, v in zip(weights, values)))
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
 
 
 def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | None:
@@ -298,18 +394,19 @@ def _trend_t(values: list[float]) -> float:
     return slope / se
 
 
-def _baseline(loss: ResolvedLoss, dataset: Dataset, indices: np.ndarray, batch: int, eval_y: np.ndarray,
-              initial_pred: np.ndarray, model) -> float | None:
-    """The constant-predictor loss on the evaluation batch, fitted on the probe's training rows."""
+def _baseline(loss: ResolvedLoss, targets, indices: np.ndarray, batch: int, eval_y: np.ndarray,
+              initial_pred: np.ndarray, head) -> float | None:
+    """The constant-predictor loss on the evaluation batch, fitted on the probe's training rows
+    of ``targets``, for the output produced by the layer ``head``."""
     from stalldoc.probe.instrument import activation_name
 
     rows = np.sort(np.unique(indices[batch:])[:BASELINE_FIT_ROWS])
     if rows.size == 0:
         rows = np.sort(indices[:batch])
-    y_fit = np.asarray(dataset.targets[rows], dtype=np.float32)
+    y_fit = np.asarray(targets[rows], dtype=np.float32)
     if not (np.all(np.isfinite(y_fit)) and np.all(np.isfinite(eval_y))):
         return None
-    out_act = activation_name(model.layers[-1]) if getattr(model, "layers", None) else None
+    out_act = activation_name(head) if head is not None else None
     shape = initial_pred.shape[1:]
     through_head = constant_baseline(loss.fn, y_fit, eval_y, shape, out_act, seed=0)
     kind, _ = loss_identity(loss.fn)
@@ -338,16 +435,18 @@ def _measure_task(facts: Facts, eval_y: np.ndarray, initial_pred: np.ndarray, fi
         facts.notes.extend(lp.notes)
 
 
-def _measure_loss_function(loss: ResolvedLoss, dataset: Dataset, facts: Facts, *, seed: int) -> None:
+def _measure_loss_function(loss: ResolvedLoss, dataset: Dataset, facts: Facts, *, seed: int,
+                           targets=None) -> None:
     """The loss function's own behaviour on the probe's first target rows (``facts.loss_probe``;
-    None, with a note, when it cannot be evaluated on predictions shaped like the targets)."""
+    None, with a note, when it cannot be evaluated on predictions shaped like the targets).
+    ``targets``: an output's array, for a multi-output model's per-output view."""
     from stalldoc.probe.lossprobe import PROBE_SAMPLES, probe_loss
 
     rows = probe_rows(dataset.samples, steps=facts.steps, batch_size=facts.batch_size, seed=seed)[1]
     rows = np.sort(rows[:max(2, min(PROBE_SAMPLES, facts.batch_size))])
     pred = facts.predictions
     try:
-        targets = np.asarray(dataset.targets[rows], dtype=np.float32)
+        targets = np.asarray((dataset.targets if targets is None else targets)[rows], dtype=np.float32)
         result = probe_loss(loss.fn, targets, output_shape=pred.output_shape if pred else None,
                             output_min=pred.output_min if pred else None,
                             output_max=pred.output_max if pred else None, seed=seed)

@@ -101,16 +101,20 @@ def _bn_momentum(layer) -> float | None:
     return None
 
 
-def prediction_facts(model, records: list[dict], target_shape: tuple[int, ...]) -> PredictionFacts | None:
+def prediction_facts(model, records: list[dict], target_shape: tuple[int, ...],
+                     output: int | None = None) -> PredictionFacts | None:
+    """The predictions against the targets per step; of output ``output`` of a multi-output model."""
     if not records:
         return None
     pred = series(records, "pred")
+    if output is not None:
+        pred = pred[:, output]
     return PredictionFacts(
         output_norm_mean=pred[:, 0], target_norm_mean=pred[:, 1], cosine_mean=pred[:, 2],
         cosine_min=pred[:, 3], cosine_max=pred[:, 4], output_min=float(np.min(pred[:, 5])),
         output_max=float(np.max(pred[:, 6])), zero_norm_output_fraction=float(np.mean(pred[:, 7])),
         zero_norm_output_per_step=pred[:, 7],
-        output_shape=tuple(int(s) for s in model.outputs[0].shape[1:] if s is not None),
+        output_shape=tuple(int(s) for s in model.outputs[output or 0].shape[1:] if s is not None),
         target_shape=tuple(int(s) for s in target_shape),
     )
 

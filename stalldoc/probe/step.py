@@ -29,11 +29,18 @@ TRACES: dict[str, int] = {}
 
 class InstrumentedStep:
     """One model, one loss, a fresh copy of the model's optimizer, and two compiled functions:
-    ``train`` (one measured step) and ``evaluate`` (the loss and predictions on a batch)."""
+    ``train`` (one measured step) and ``evaluate`` (the loss and predictions on a batch).
 
-    def __init__(self, model, loss_fn) -> None:
+    A multi-output model has one loss per output (``loss_fn`` a list, with ``weights``): the
+    steps minimize the weighted total, as ``fit`` does, and each output's own loss is measured;
+    its targets are then a list of arrays, one per output."""
+
+    def __init__(self, model, loss_fn, weights: list[float] | None = None) -> None:
         self.model = model
         self.loss_fn = loss_fn
+        self.output_losses = list(loss_fn) if isinstance(loss_fn, (list, tuple)) else None
+        self.weights = [float(w) for w in weights] if weights is not None else \
+            [1.0] * len(self.output_losses or [loss_fn])
         self.inst = InstrumentedModel(model)
         self.optimizer, self.optimizer_name = fresh_optimizer(model)
         self.tvars = list(model.trainable_variables)
@@ -72,23 +79,47 @@ class InstrumentedStep:
     def cast_inputs(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(a).astype(dt, copy=False) for a, dt in zip(xs, self.input_dtypes)]
 
-    def train(self, xs: list[np.ndarray], y: np.ndarray) -> dict:
+    def cast_targets(self, y):
+        if self.output_losses is not None:
+            return [np.asarray(a, dtype=np.float32) for a in y]
+        return np.asarray(y, dtype=np.float32)
+
+    def train(self, xs: list[np.ndarray], y) -> dict:
         """One measured training step; the statistics as NumPy values."""
-        record = self._train(self.cast_inputs(xs), np.asarray(y, dtype=np.float32))
+        record = self._train(self.cast_inputs(xs), self.cast_targets(y))
         return {k: (np.asarray(v) if not isinstance(v, list) else [np.asarray(a) for a in v])
                 for k, v in record.items()}
 
-    def evaluate(self, xs: list[np.ndarray], y: np.ndarray, *, training: bool = False) -> tuple[float, np.ndarray]:
-        """The loss on a batch (no update), and the model's predictions there."""
-        value, pred = self._evaluate(self.cast_inputs(xs), np.asarray(y, dtype=np.float32), training)
-        return float(value), np.asarray(pred)
+    def evaluate(self, xs: list[np.ndarray], y, *, training: bool = False) -> tuple[float, np.ndarray]:
+        """The loss on a batch (no update), and the model's predictions there (a list of
+        arrays, one per output, for a multi-output model; the loss is then the weighted total)."""
+        return self.evaluate_outputs(xs, y, training=training)[:2]
+
+    def evaluate_outputs(self, xs: list[np.ndarray], y, *, training: bool = False) -> tuple[float, object, list[float]]:
+        """``evaluate``, plus each output's own (unweighted) loss: [] for a single-output model."""
+        value, parts, pred = self._evaluate(self.cast_inputs(xs), self.cast_targets(y), training)
+        if self.output_losses is None:
+            return float(value), np.asarray(pred), []
+        return float(value), [np.asarray(p) for p in pred], [float(v) for v in np.asarray(parts)]
 
     # -- the compiled functions ----------------------------------------------------------
 
-    def scalar_loss(self, y, pred):
+    def scalar_loss(self, y, pred, output: int | None = None):
+        """The loss as a scalar; for a multi-output model, output ``output``'s own loss."""
         import tensorflow as tf
 
-        return tf.reduce_mean(tf.cast(self.loss_fn(y, pred), tf.float32))
+        fn = self.loss_fn if self.output_losses is None else self.output_losses[output or 0]
+        return tf.reduce_mean(tf.cast(fn(y, pred), tf.float32))
+
+    def objective(self, y, outs):
+        """(the loss the steps minimize, each output's own loss): the weighted total of the
+        outputs' losses for a multi-output model (as ``fit``), else the one loss and []."""
+        import tensorflow as tf
+
+        if self.output_losses is None:
+            return self.scalar_loss(y, outs[0]), []
+        parts = [self.scalar_loss(t, p, k) for k, (t, p) in enumerate(zip(y, outs))]
+        return tf.add_n([w * v for w, v in zip(self.weights, parts)]), parts
 
     def _build_train(self):
         import tensorflow as tf
@@ -99,7 +130,7 @@ class InstrumentedStep:
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 outs, extras = inst(x, training=True)
-                value = self.scalar_loss(y, outs[0])
+                value, parts = self.objective(y, outs)
                 if model.losses:
                     value = value + tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
             grads = tape.gradient(value, tvars)
@@ -119,7 +150,7 @@ class InstrumentedStep:
             first_rms = zero
             if inst.first_weighted_input is not None:
                 first_rms = tf.sqrt(tf.reduce_mean(tf.square(tf.cast(extras[inst.first_weighted_input], tf.float32))))
-            return {
+            record = {
                 "loss": value,
                 "grad_norm": _stack(grad_norms),
                 "grad_abs": _stack(grad_abs),
@@ -131,8 +162,13 @@ class InstrumentedStep:
                 "gain": _stack(gains),
                 "active": active,
                 "first_rms": first_rms,
-                "pred": tf.stack(_prediction_stats(y, outs[0])),
             }
+            if self.output_losses is None:
+                record["pred"] = tf.stack(_prediction_stats(y, outs[0]))
+            else:  # one row of statistics and one loss per output
+                record["pred"] = tf.stack([tf.stack(_prediction_stats(t, p)) for t, p in zip(y, outs)])
+                record["output_loss"] = tf.stack(parts)
+            return record
 
         return train_step
 
@@ -147,8 +183,14 @@ class InstrumentedStep:
         @tf.function(reduce_retracing=True, autograph=False)
         def evaluate(x, y, training):
             out = model(x[0] if len(x) == 1 else x, training=training)
+            if self.output_losses is not None:
+                import keras
+
+                outs = keras.tree.flatten(out)  # model.outputs' order (dict outputs: sorted keys)
+                value, parts = self.objective(y, outs)
+                return value, tf.stack(parts), outs
             out = out[0] if isinstance(out, (list, tuple)) else out
-            return self.scalar_loss(y, out), out
+            return self.scalar_loss(y, out), tf.zeros([0]), out
 
         return evaluate
 

@@ -17,6 +17,29 @@ def loss_line(report: Report) -> str:
     return text
 
 
+def output_tag(f: Finding) -> str:
+    """'[output: age]' for a finding about one output of a multi-output model, else ''."""
+    return f"[output: {f.output}]" if f.output is not None else ""
+
+
+def output_lines(report: Report) -> list[str]:
+    """A multi-output model's outputs, one line each: 'output age (stalled): loss
+    mean_squared_error 1.2 -> 1.19, 0.4% of the way to its floor, constant-predictor level 1.1'."""
+    lines = []
+    for out in report.outputs or []:
+        loss = out.get("loss") or {}
+        progress = loss.get("progress")
+        moved = f"{num(progress * 100)}% of the way to its floor" if progress is not None else "progress unknown"
+        text = (f"output {out['name']} ({out.get('verdict')}): loss {loss.get('name')} "
+                f"{num(loss.get('initial'))} -> {num(loss.get('final'))}, {moved}")
+        if loss.get("baseline") is not None:
+            text += f", constant-predictor level {num(loss['baseline'])}"
+        if out.get("weight") not in (None, 1, 1.0):
+            text += f" (weight {num(out['weight'])})"
+        lines.append(text)
+    return lines
+
+
 def threshold(report: Report, detector_id: str, name: str) -> float:
     """A detector's threshold as the diagnosis ran it: the report's override, else its default."""
     from stalldoc.detectors import by_id

@@ -9,7 +9,7 @@ See https://docs.github.com/actions/reference/workflow-commands-for-github-actio
 from __future__ import annotations
 
 from stalldoc.findings import Report, Severity
-from stalldoc.report._common import counts, first_finding_label, loss_line
+from stalldoc.report._common import counts, first_finding_label, loss_line, output_tag
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -32,7 +32,8 @@ def render(report: Report, **_: object) -> str:
     lines = []
     explained = {other for f in report.findings for other in f.explains}
     for rank, f in enumerate(report.findings, start=1):
-        title = f"stalldoc {f.id}" + (f" (layer {f.layer})" if f.layer else "")
+        title = f"stalldoc {f.id}" + (f" {output_tag(f)}" if f.output is not None else "") \
+            + (f" (layer {f.layer})" if f.layer else "")
         body = f.message
         if f.id not in explained:
             body += f"\nfix: {f.fix}"

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 from stalldoc.findings import Finding, Report, Severity, fail_level
 from stalldoc.numbers import num
-from stalldoc.report._common import area_of, by_detector, counts, detector_order, loss_line
+from stalldoc.report._common import area_of, by_detector, counts, detector_order, loss_line, output_tag
 
 # Characters XML 1.0 cannot hold at all (control characters other than tab/newline/CR,
 # lone surrogates, U+FFFE/U+FFFF): shown as \xNN escapes instead of producing a broken file.
@@ -27,7 +27,8 @@ def _clean(text: object) -> str:
 def _details(findings: list[Finding]) -> str:
     blocks = []
     for f in findings:
-        lines = [f"[{f.severity.label}] {f.id}: {f.message}"]
+        tag = f" {output_tag(f)}" if f.output is not None else ""
+        lines = [f"[{f.severity.label}] {f.id}{tag}: {f.message}"]
         if f.layer:
             lines.append(f"layer: {f.layer}")
         lines.append(f"confidence: {f.confidence:.2f}")
@@ -70,7 +71,8 @@ def render(report: Report, *, fail_on: Severity | str | None = "warning", **_: o
             worst = max(found, key=lambda f: f.severity)
             if level is not None and worst.severity >= level:
                 failures += 1
-                ET.SubElement(case, "failure", message=worst.message, type=worst.severity.label
+                tag = f"{output_tag(worst)} " if worst.output is not None else ""
+                ET.SubElement(case, "failure", message=tag + worst.message, type=worst.severity.label
                               ).text = _details(found)
             else:
                 ET.SubElement(case, "system-out").text = _details(found)

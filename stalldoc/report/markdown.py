@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stalldoc.findings import Report, Severity
-from stalldoc.report._common import counts, first_finding_label, loss_line
+from stalldoc.report._common import counts, first_finding_label, loss_line, output_lines, output_tag
 
 _BADGE = {"stalled": "🔴 stalled", "healthy": "🟢 healthy", "converged": "🔵 converged"}
 _SEVERITY = {Severity.ERROR: "❌ error", Severity.WARNING: "⚠️ warning", Severity.INFO: "ℹ️ info"}
@@ -25,17 +25,22 @@ def render(report: Report, **_: object) -> str:
     out = [f"## stalldoc: {_BADGE.get(report.verdict, report.verdict)} — {_code(model)} on {_code(data)}", ""]
     out.append(f"{_cell(loss_line(report).replace('->', '→'))} · {counts(report)}")
     out.append("")
+    outputs = output_lines(report)
+    if outputs:
+        out += [f"- {_cell(line.replace('->', '→'))}" for line in outputs] + [""]
     root = report.root_cause
     if root is not None:
         label = first_finding_label(report).capitalize()
-        out += [f"**{label}:** {_code(root.id)} — {_cell(root.message)}", ""]
+        tag = f" {_cell(output_tag(root))}" if root.output is not None else ""
+        out += [f"**{label}:** {_code(root.id)}{tag} — {_cell(root.message)}", ""]
     elif report.verdict == "stalled":
         out += ["The loss did not move and no detector found a cause.", ""]
     if report.findings:
         out += ["| # | severity | finding | layer | measured | explains |",
                 "| ---: | --- | --- | --- | --- | --- |"]
         for n, f in enumerate(report.findings, start=1):
-            out.append(f"| {n} | {_SEVERITY[f.severity]} | {_code(f.id)} | {_cell(f.layer or '')} | "
+            tag = f" {_cell(output_tag(f))}" if f.output is not None else ""
+            out.append(f"| {n} | {_SEVERITY[f.severity]} | {_code(f.id)}{tag} | {_cell(f.layer or '')} | "
                        f"{_cell(f.message)} | {_cell(', '.join(f.explains))} |")
         out.append("")
         explained = {other for f in report.findings for other in f.explains}

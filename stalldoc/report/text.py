@@ -15,7 +15,7 @@ from rich.text import Text
 from stalldoc.detectors.gradients import grad_rms
 from stalldoc.findings import Report, Severity
 from stalldoc.numbers import fmt, num, signed_percent
-from stalldoc.report._common import first_finding_label, threshold
+from stalldoc.report._common import first_finding_label, output_lines, output_tag, threshold
 
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "bold yellow", Severity.INFO: "cyan"}
 _VERDICT_STYLE = {"stalled": "bold white on red", "healthy": "bold white on green",
@@ -131,10 +131,13 @@ def _headline(report: Report) -> Panel:
             chance = f" (most frequent class {num(acc['chance'] * 100)}%)" if acc.get("chance") is not None else ""
             level.append(f"; accuracy {num(acc['initial'] * 100)}% → {num(acc['final'] * 100)}%{chance}")
         grid.add_row("", level)
+    for line in output_lines(report):
+        grid.add_row("", Text(line.replace(" -> ", " → "), style="bold red" if "(stalled)" in line else "dim"))
     root = report.root_cause
     if root is not None:
+        tag = (f" {output_tag(root)}", "cyan") if root.output is not None else ""
         grid.add_row(Text(f"{first_finding_label(report)}:", style="dim"),
-                     Text.assemble((root.id, _SEVERITY_STYLE[root.severity]), f" — {root.message}"))
+                     Text.assemble((root.id, _SEVERITY_STYLE[root.severity]), tag, f" — {root.message}"))
         sentence = confirmation_sentence(root.confirmation)
         if sentence:
             grid.add_row("", Text(sentence, style=_CONFIRMATION_STYLE.get(root.confirmation["status"], "dim")))
@@ -151,6 +154,8 @@ def _findings(report: Report) -> Table:
     for number, f in enumerate(report.findings, start=1):
         head = Text.assemble((f"{f.severity.label.upper():<7}", _SEVERITY_STYLE[f.severity]), " ",
                              (f.id, "bold"), (f"  confidence {f.confidence:.0%}", "dim"))
+        if f.output is not None:
+            head.append(f"  {output_tag(f)}", style="cyan")
         if f.layer:
             head.append(f"  layer {f.layer}", style="magenta")
         lines = [head, Text(f.message)]
