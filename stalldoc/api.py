@@ -35,7 +35,9 @@ def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, ma
     """Run a few instrumented training steps of ``model`` on ``(x, y)`` and return the ranked diagnosis.
 
     ``x`` is an array, or a list (in ``model.inputs`` order) or dict (by input name) of arrays
-    for a multi-input model; ``y`` the targets. Like ``fit``, ``x`` may instead be a
+    for a multi-input model; ``y`` the targets (a list in output order or a dict by output name
+    for a multi-output model, as ``fit`` takes them: each output is diagnosed, see
+    ``Report.outputs``). Like ``fit``, ``x`` may instead be a
     ``tf.data.Dataset``, a generator or a ``keras.utils.PyDataset`` of ``(x, y)`` batches (or
     single samples), with ``y=None``: it is read only as far as the probe's rows, and the
     report's notes say so. ``loss`` is a ``keras.losses.Loss``, a function
@@ -144,14 +146,39 @@ def to_dataset(model, x, y):
             raise InputError(f"x: the model has {len(names)} inputs {names}; pass a list or dict of arrays")
         arrays = [x]
     arrays = [_array(a, f"x[{n!r}]" if len(names) > 1 else "x") for a, n in zip(arrays, names)]
-    targets = _array(y, "y")
+    by_output = _output_targets(model, y)
+    targets = next(iter(by_output.values()))[1] if by_output else _array(y, "y")
     for name, arr in zip(names, arrays):
         if arr.shape[0] != targets.shape[0]:
             shown = f"x[{name!r}]" if len(names) > 1 else "x"
             raise InputError(f"{shown} has {arr.shape[0]} samples but y has {targets.shape[0]}")
+    for key, arr in (by_output or {}).values():
+        if arr.shape[0] != targets.shape[0]:
+            raise InputError(f"{key} has {arr.shape[0]} samples but x has {targets.shape[0]}")
     keys = names if len(names) > 1 else ["x"]
     single = ["input"] if len(names) == 1 else names  # the pipeline's key for a single input
-    return Dataset(path=IN_MEMORY, inputs=dict(zip(single, arrays)), targets=targets, x_keys=keys, y_key="y")
+    return Dataset(path=IN_MEMORY, inputs=dict(zip(single, arrays)), targets=targets, x_keys=keys,
+                   y_key=next(iter(by_output.values()))[0] if by_output else "y", targets_by_output=by_output)
+
+
+def _output_targets(model, y) -> dict[str, tuple[str, np.ndarray]] | None:
+    """A multi-output model's targets, one array per output (``y`` a list in output order or
+    a dict by output name, as ``fit`` takes them); None for a single-output model."""
+    from stalldoc.inputs.outputs import output_count, output_names
+
+    if output_count(model) < 2:
+        return None
+    names = output_names(model)
+    if isinstance(y, Mapping):
+        if sorted(map(str, y)) != sorted(names):
+            raise InputError(f"y: the model has outputs {names}; got arrays named {list(y)}")
+        return {n: (f"y[{n!r}]", _array(y[n], f"y[{n!r}]")) for n in names}
+    if isinstance(y, (list, tuple)):
+        if len(y) != len(names):
+            raise InputError(f"y: the model has {len(names)} outputs {names}; got a list of {len(y)} arrays")
+        return {n: (f"y[{i}]", _array(a, f"y[{i}]")) for i, (n, a) in enumerate(zip(names, y))}
+    raise InputError(f"y: the model has {len(names)} outputs {names}; pass a list (in output order) or a dict "
+                     "(by output name) of target arrays")
 
 
 @contextmanager

@@ -289,15 +289,7 @@ def _rows_and_bytes(batch) -> tuple[int, int]:
 def _stack(pairs, label: str):
     """Single samples -> one batch."""
     try:
-        xs = [p[0] for p in pairs]
-        first = xs[0]
-        if isinstance(first, Mapping):
-            x = {k: np.stack([s[k] for s in xs]) for k in first}
-        elif isinstance(first, list):
-            x = [np.stack([s[i] for s in xs]) for i in range(len(first))]
-        else:
-            x = np.stack(xs)
-        return x, np.stack([p[1] for p in pairs])
+        return _join([p[0] for p in pairs], np.stack), _join([p[1] for p in pairs], np.stack)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise InputError(f"{label}: its elements differ in structure or shape ({one_line(exc)})") from None
 
@@ -305,20 +297,24 @@ def _stack(pairs, label: str):
 def _concat(pairs, label: str):
     """Batches -> one array per input and one for the targets."""
     xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
-    first = xs[0]
     try:
-        if isinstance(first, Mapping):
-            x = {k: np.concatenate([b[k] for b in xs]) for k in first}
-        elif isinstance(first, list):
-            x = [np.concatenate([b[i] for b in xs]) for i in range(len(first))]
-        else:
-            x = np.concatenate(xs)
-        y = np.concatenate(ys)
+        x, y = _join(xs, np.concatenate), _join(ys, np.concatenate)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         shapes = sorted({str(_shape_of(b)) for b in xs})[:3]
         raise InputError(f"{label}: its batches differ in structure or shape ({', '.join(shapes)}; "
                          f"{one_line(exc)})") from None
     return x, y
+
+
+def _join(parts, fn):
+    """``fn`` (np.stack, np.concatenate) over the parts: arrays, or lists or dicts of arrays
+    (several inputs; several outputs' targets), joined array by array."""
+    first = parts[0]
+    if isinstance(first, Mapping):
+        return {k: fn([b[k] for b in parts]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return [fn([b[i] for b in parts]) for i in range(len(first))]
+    return fn(parts)
 
 
 def _shape_of(x):
@@ -339,10 +335,10 @@ def rows_of(x, index):
 
 
 def _sample(x, y, n: int, seed: int):
-    """``n`` rows drawn at random (the same rows of x and y), in their stored order."""
-    y = np.asarray(y)
-    total = len(y)
+    """``n`` rows drawn at random (the same rows of x and y), in their stored order; y may be a
+    list or dict of arrays (a multi-output model's targets)."""
+    total = len(np.asarray(_first_leaf(y)))
     if total <= n:
-        return rows_of(x, slice(None)), y
+        return rows_of(x, slice(None)), rows_of(y, slice(None))
     idx = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
-    return rows_of(x, idx), y[idx]
+    return rows_of(x, idx), rows_of(y, idx)

@@ -186,18 +186,21 @@ def _print(text: str) -> None:
 
 
 def _sample(x, y, n: int, seed: int):
-    """``n`` rows drawn at random (the same rows of x and y), in their stored order."""
-    y = np.asarray(y)
-    total = len(y)
+    """``n`` rows drawn at random (the same rows of x and y), in their stored order; x and y
+    each an array, or a list or dict of arrays (several inputs, several outputs)."""
+    first = next(iter(y.values())) if isinstance(y, Mapping) else y[0] if isinstance(y, (list, tuple)) else y
+    total = len(np.asarray(first))
     idx = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
+    return _each(x, lambda a: np.asarray(a)[idx]), _each(y, lambda a: np.asarray(a)[idx])
 
-    def pick(a):
-        return np.asarray(a)[idx]
-    if isinstance(x, Mapping):
-        return {k: pick(v) for k, v in x.items()}, y[idx]
-    if isinstance(x, (list, tuple)):
-        return [pick(v) for v in x], y[idx]
-    return pick(x), y[idx]
+
+def _each(value, fn):
+    """``fn`` applied to an array, or to each array of a list or dict of them."""
+    if isinstance(value, Mapping):
+        return {k: fn(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [fn(v) for v in value]
+    return fn(value)
 
 
 def _first_batch(data):
@@ -214,11 +217,7 @@ def _first_batch(data):
     if not isinstance(batch, (list, tuple)) or len(batch) < 2:
         raise StalldocError("the training data yields no (x, y) pairs; pass StallWatch(x, y)")
     x, y = batch[0], batch[1]
-    if isinstance(x, Mapping):
-        return {k: np.asarray(v) for k, v in x.items()}, np.asarray(y)
-    if isinstance(x, (list, tuple)):
-        return [np.asarray(v) for v in x], np.asarray(y)
-    return np.asarray(x), np.asarray(y)
+    return _each(x, np.asarray), _each(y, np.asarray)
 
 
 def _fit_data(model):
