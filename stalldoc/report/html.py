@@ -23,7 +23,7 @@ import numpy as np
 from stalldoc.errors import StalldocError
 from stalldoc.findings import Report
 from stalldoc.numbers import fmt, num
-from stalldoc.report._common import counts, first_finding_label, loss_line, threshold
+from stalldoc.report._common import counts, first_finding_label, loss_line, output_lines, threshold
 
 MISSING_MATPLOTLIB = "the html format needs matplotlib: pip install 'stalldoc[html]'"
 # Layer names label the plots' axes up to this many layers; beyond it, their positions do.
@@ -117,6 +117,7 @@ def _header(report: Report) -> str:
         extra.append(f"accuracy {num(acc['initial'] * 100)}% → {num(acc['final'] * 100)}%")
     if extra:
         lines.append(f"<p class=\"meta\">{_e('; '.join(extra))}</p>")
+    lines += [f"<p class=\"meta\">{_e(line.replace(' -> ', ' → '))}</p>" for line in output_lines(report)]
     root = report.root_cause
     if root is not None:
         lines.append(f"<p><b>{_e(first_finding_label(report))}:</b> <code>{_e(root.id)}</code> — "
@@ -149,6 +150,8 @@ def _findings(report: Report) -> str:
     for f in report.findings:
         sev = f.severity.label
         where = f" · layer <code>{_e(f.layer)}</code>" if f.layer else ""
+        if f.output is not None:
+            where = f" · output <code>{_e(f.output)}</code>" + where
         rows = [f"<li class=\"finding\" data-id=\"{_e(f.id)}\"><span class=\"sev sev-{sev}\">{sev}</span> "
                 f"<code>{_e(f.id)}</code> <span class=\"dim\">confidence {f.confidence:.2f}{where}</span>",
                 f"<p>{_e(f.message)}</p>", f"<p class=\"fix\">fix: {_e(f.fix)}</p>"]

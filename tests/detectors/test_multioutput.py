@@ -11,7 +11,7 @@ from stalldoc.facts import LossFacts, OutputFacts
 from stalldoc.findings import Report, Severity
 from stalldoc.pipeline import build_report
 from stalldoc.rank import rank
-from stalldoc.report import junit, markdown, text
+from stalldoc.report import html, junit, markdown, text
 from stalldoc.verdict import conclude, output_verdicts
 
 
@@ -112,6 +112,8 @@ def test_renderers_tag_findings_with_their_output():
     assert "output kind (stalled)" in text.render(report)
     assert "[output: kind]" in markdown.render(report)
     assert "[output: kind]" in junit.render(report)
+    page = html.fragment(report)
+    assert "output <code>kind</code>" in page and "output kind (stalled)" in page
 
 
 def test_single_output_reports_have_no_outputs_field():
