@@ -106,7 +106,9 @@ def diagnosis_options(command):
 @click.argument("data", type=click.Path(dir_okay=True))
 @diagnosis_options
 @click.option("--x-key", default=None, help="name of the inputs array in DATA (CSV: input columns, comma-separated)")
-@click.option("--y-key", default=None, help="name of the targets array in DATA (CSV: target columns, comma-separated)")
+@click.option("--y-key", default=None,
+              help="name of the targets array in DATA (CSV: target columns; a multi-output model: one array per "
+                   "output, in output order; both comma-separated)")
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
 @click.option("--import", "imports", multiple=True, metavar="MODULE|FILE.py",
               help="import this first: it registers the model's custom classes (runs its code; repeatable)")

@@ -127,9 +127,11 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLos
     eval_y, initial_pred, final_pred = evaluation
     for k, (out, one_loss, (_, arr)) in enumerate(zip(facts.outputs, loss, dataset.targets_by_output.values())):
         view = facts.for_output(out)
+        before = len(facts.notes)
         _measure_loss_function(one_loss, dataset, view, seed=seed, targets=arr)
         _measure_task(view, eval_y[k], initial_pred[k], final_pred[k])
         out.loss_probe, out.task = view.loss_probe, view.task
+        facts.notes[before:] = [f"output {out.name!r}: {note}" for note in facts.notes[before:]]
     return facts, session
 
 
