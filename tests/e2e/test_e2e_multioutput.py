@@ -115,3 +115,34 @@ def test_stallwatch_inside_fit_samples_dict_targets_and_reports_per_output():
     assert verdicts(report.outputs)["cls"] == "stalled"
     assert any(f.output == "cls" for f in report.findings)
     assert "[output: cls]" in "\n".join(lines)
+
+
+TRAIN_SCRIPT = '''
+import numpy as np
+import keras
+import tensorflow as tf
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(512, 8)).astype("float32")
+age = (x @ rng.normal(size=(8,)) / 3).astype("float32")[:, None]
+kind = (x[:, 0] + x[:, 1] > 0).astype("float32")[:, None] * 100  # 0/100 labels for a sigmoid head
+i = keras.Input((8,))
+h = keras.layers.Dense(32, activation="relu")(i)
+model = keras.Model(i, {"age": keras.layers.Dense(1)(h), "kind": keras.layers.Dense(1, activation="sigmoid")(h)})
+model.compile(keras.optimizers.Adam(1e-2), loss={"age": "mse", "kind": "binary_crossentropy"})
+model.fit(tf.data.Dataset.from_tensor_slices((x, {"age": age, "kind": kind})).batch(32), epochs=1, verbose=0)
+'''
+
+
+def test_stalldoc_run_reads_dict_targets_from_a_tf_data_pipeline(tmp_path, monkeypatch):
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", "--steps", "10", "--max-steps", "20", "--no-confirm", "-q",
+                                       "--format", "json", "--", sys.executable, str(script)])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert verdicts(doc["outputs"]) == {"age": "healthy", "kind": "stalled"}
+    assert doc["findings"][0]["output"] == "kind"
