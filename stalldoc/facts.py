@@ -359,8 +359,8 @@ class Facts:
     planned_steps: int | None = None
     # A multi-output model: one entry per output, in the model's output order. The fields above
     # are then the whole model's (``loss`` is the weighted total the steps minimized; ``targets``
-    # the first output's; ``predictions``, ``loss_probe`` and ``task`` None): ``for_output``
-    # gives the view that output-specific detectors check.
+    # the first output's; ``predictions``, ``loss_probe``, ``task`` and the model's head fields
+    # None): ``for_output`` gives the view that output-specific detectors check.
     outputs: list[OutputFacts] | None = None
     # Set on a per-output view: the name of the output it describes.
     output: str | None = None

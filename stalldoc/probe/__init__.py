@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -264,6 +264,9 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
                     training_initial=training_initial_parts[k] if with_batchnorm else None,
                     training_final=training_final_parts[k] if with_batchnorm else None)))
         predictions, reasons = None, [one.reason for one in loss]
+        # The whole model has no one head: each output's is in its OutputFacts.
+        model_facts = replace(model_facts, output_activation=None, output_family=None, output_units=None,
+                              compiled_loss=None)
     else:
         kind, from_logits = loss_identity(loss.fn)
         loss_facts = LossFacts(name=loss.name, source=loss.source, per_step=per_step,
