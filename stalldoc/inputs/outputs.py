@@ -14,6 +14,13 @@ from stalldoc.inputs.losses import ResolvedLoss, resolve_loss
 __all__ = ["output_count", "output_names", "resolve_output_losses"]
 
 
+def _untrained(name: str, why: str) -> InputError:
+    """An output ``fit`` does not train: its flat loss and ungraded head would read as a stall."""
+    return InputError(f"output {name!r} {why}, so fit does not train it; stalldoc diagnoses every output of a "
+                      "multi-output model: compile a loss for each (or pass --loss for all), or diagnose a model "
+                      "without that output")
+
+
 def output_count(model) -> int:
     return len(getattr(model, "outputs", None) or [])
 
@@ -56,16 +63,17 @@ def _compiled_for(model, names: list[str], index: int):
     Keras applies to every output."""
     compiled = getattr(model, "loss", None)
     if isinstance(compiled, Mapping):
-        if names[index] not in compiled:
-            raise InputError(f"the model's compiled losses name no loss for output {names[index]!r} "
-                             f"(they name {', '.join(map(str, compiled))}); pass --loss to use one for every output")
-        return compiled[names[index]]
-    if isinstance(compiled, (list, tuple)) or type(compiled).__name__ == "ListWrapper":
+        entry = compiled.get(names[index])
+    elif isinstance(compiled, (list, tuple)) or type(compiled).__name__ == "ListWrapper":
         compiled = list(compiled)
         if len(compiled) != len(names):
             raise InputError(f"the model has {len(names)} outputs but {len(compiled)} compiled losses")
-        return compiled[index]
-    return compiled
+        entry = compiled[index]
+    else:
+        return compiled
+    if entry is None:
+        raise _untrained(names[index], "is compiled without a loss")
+    return entry
 
 
 def resolve_output_losses(spec: str, model, notes: list[str] | None = None, declared: str | None = None,
@@ -75,14 +83,19 @@ def resolve_output_losses(spec: str, model, notes: list[str] | None = None, decl
     every output. ``targets(i)`` returns a sample of output i's targets, for ``--loss auto``
     on a model saved without a loss. Each is resolved as ``resolve_loss`` resolves one."""
     names = output_names(model)
+    weights = compiled_weights(model, names)
+    for name, weight in zip(names, weights):
+        if weight == 0:
+            raise _untrained(name, "has loss weight 0")
     losses = []
     for i, name in enumerate(names):
         head = output_head(model, i)
         # What resolve_loss reads of a model, for this output alone.
-        one = SimpleNamespace(loss=_compiled_for(model, names, i), outputs=[model.outputs[i]],
+        compiled = _compiled_for(model, names, i) if spec in ("auto", "compiled") else None
+        one = SimpleNamespace(loss=compiled, outputs=[model.outputs[i]],
                               layers=[head] if head is not None else [])
         resolved = resolve_loss(spec, one, notes, declared=declared,
                                 targets=(lambda i=i: targets(i)) if targets is not None else None)
         resolved.reason = f"output {name!r}: {resolved.reason}"
         losses.append(resolved)
-    return losses, compiled_weights(model, names)
+    return losses, weights
