@@ -81,6 +81,7 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
                   on_step: Callable[[int], None] | None = None) -> tuple[Facts, ProbeSession]:
     """Everything the detectors see, measured once; and the session to re-run the steps."""
     notes = list(notes or [])
+    loss = _replica_invariant(loss, model)
     # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.
     prepare_probe_sample(dataset, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
     input_facts = [array_facts(key, arr) for key, arr in zip(dataset.x_keys, dataset.inputs.values())]
@@ -106,6 +107,18 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
     _measure_loss_function(loss, dataset, facts, seed=seed)
     _measure_task(facts, *evaluation)
     return facts, session
+
+
+def _replica_invariant(loss: ResolvedLoss, model) -> ResolvedLoss:
+    """Under a tf.distribute strategy (the model's, or the scope the caller is in), the loss as
+    one device computes it: Keras' Loss objects divide by the replicas there."""
+    import dataclasses
+
+    from stalldoc.probe.distribute import in_strategy_scope, model_strategy, replica_invariant_loss
+
+    if model_strategy(model) is None and not in_strategy_scope():
+        return loss
+    return dataclasses.replace(loss, fn=replica_invariant_loss(loss.fn))
 
 
 def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Facts, tuple, ProbeSession]:
@@ -138,6 +151,8 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     initial_state = step.snapshot()
     initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
+    if step.strategy is not None:
+        batch, indices = _replicated_rows(step, batch, indices, dataset.samples, horizon.max_steps, seed, notes)
 
     indices = _held_out(indices, batch, dataset.samples)
 
@@ -179,6 +194,8 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         if out_of_time or target >= horizon.max_steps:
             break
         elapsed = time.perf_counter() - started
+        if step.strategy is not None:
+            elapsed = step.agreed(elapsed)  # every worker must decide alike
         current = step.evaluate(eval_x, eval_y, training=with_batchnorm)[0]
         start = training_initial if with_batchnorm else initial
         if _decided(start, current, floor, baseline, records) or elapsed * 2 > horizon.budget_s:
@@ -194,6 +211,8 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     training_final = step.evaluate(eval_x, eval_y, training=True)[0] if with_batchnorm else None
 
     model_facts = assemble.model_facts(step, model_path, notes)
+    if step.strategy is not None:
+        model_facts.strategy, model_facts.replicas = type(step.strategy).__name__, step.replicas
     facts = Facts(
         model=model_facts, inputs=input_facts, targets=target_facts,
         loss=LossFacts(name=loss.name, source=loss.source, per_step=assemble.series(records, "loss"),
@@ -213,6 +232,24 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     session = ProbeSession(step=step, initial_state=initial_state, take=take, steps=len(records),
                            judge_in_training_mode=with_batchnorm)
     return facts, (eval_y, initial_pred, final_pred), session
+
+
+def _replicated_rows(step, batch: int, indices: np.ndarray, samples: int, steps: int, seed: int,
+                     notes: list[str]) -> tuple[int, np.ndarray]:
+    """The global batch under a strategy, split evenly among the replicas: rounded down to a
+    multiple of them (a note says so); a note says how the probe ran."""
+    from stalldoc.probe.distribute import describe
+
+    replicas = step.replicas
+    rounded = batch - batch % replicas
+    if rounded == 0:
+        raise InputError(f"{samples} samples cannot be split among {replicas} replicas: give at least {replicas}")
+    if rounded != batch:
+        notes.append(f"the batch of {batch} rows was rounded down to {rounded}, a multiple of the {replicas} "
+                     "replicas")
+        batch, indices = probe_rows(samples, steps=steps, batch_size=rounded, seed=seed)
+    notes.append(describe(step.strategy, batch))
+    return batch, indices
 
 
 def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | None:
