@@ -212,7 +212,9 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
 
     model_facts = assemble.model_facts(step, model_path, notes)
     if step.strategy is not None:
-        model_facts.strategy, model_facts.replicas = type(step.strategy).__name__, step.replicas
+        from stalldoc.probe.distribute import strategy_name
+
+        model_facts.strategy, model_facts.replicas = strategy_name(step.strategy), step.replicas
     facts = Facts(
         model=model_facts, inputs=input_facts, targets=target_facts,
         loss=LossFacts(name=loss.name, source=loss.source, per_step=assemble.series(records, "loss"),

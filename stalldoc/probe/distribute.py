@@ -15,8 +15,7 @@ import json
 import os
 
 from stalldoc.errors import InputError
-
-STRATEGIES = ("default", "mirrored", "multiworker")
+from stalldoc.options import STRATEGIES
 
 # Keras' mean-reduced Loss objects divide their value by the number of replicas inside a
 # strategy (keras.src.losses.loss.scale_loss_for_distribution); the probe undoes that.
@@ -61,10 +60,24 @@ def replica_invariant_loss(fn):
     return call
 
 
+def strategy_name(strategy) -> str:
+    """The public class name (MultiWorkerMirroredStrategy is a CollectiveAllReduceStrategy inside)."""
+    import tensorflow as tf
+
+    for name in ("MultiWorkerMirroredStrategy", "MirroredStrategy", "TPUStrategy", "OneDeviceStrategy",
+                 "experimental.ParameterServerStrategy", "experimental.CentralStorageStrategy"):
+        cls = tf.distribute
+        for part in name.split("."):
+            cls = getattr(cls, part, None)
+        if isinstance(cls, type) and isinstance(strategy, cls):
+            return name.rpartition(".")[2]
+    return type(strategy).__name__
+
+
 def describe(strategy, global_batch: int | None = None) -> str:
     """One line for the report: the strategy, its replicas and how a batch is split."""
     replicas = strategy.num_replicas_in_sync
-    text = f"{type(strategy).__name__}: the probe ran on {replicas} replica{'s' if replicas != 1 else ''}"
+    text = f"{strategy_name(strategy)}: the probe ran on {replicas} replica{'s' if replicas != 1 else ''}"
     workers = worker_count(strategy)
     if workers > 1:
         text += f" over {workers} workers"
@@ -160,9 +173,11 @@ def worker_count(strategy) -> int:
 def is_chief(strategy) -> bool:
     """Whether this process reports for the run: the chief, or worker 0 when there is none."""
     task_type, task_id, spec = _task(strategy)
-    if task_type is None:
-        return True
-    if "chief" in spec:
+    return task_type is None or is_chief_task(spec, task_type, task_id)
+
+
+def is_chief_task(cluster: dict, task_type: str, task_id) -> bool:
+    if "chief" in cluster:
         return task_type == "chief"
     return task_type == "worker" and int(task_id or 0) == 0
 
