@@ -102,6 +102,8 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horiz
         hint = f"; note: {', '.join(bad)}" if bad else ""
         if label_hint:
             raise InputError(f"{model_path or 'model'}: the loss cannot take these targets: {label_hint}") from exc
+        if not bad and _runs_forward(model, dataset, loss):
+            raise  # the model and its loss run on these rows: the failure is stalldoc's, not the data's
         raise InputError(f"{model_path or 'model'}: a training step failed on {dataset.path} "
                          f"({type(exc).__name__}: {one_line(exc)}){hint}") from exc
     _measure_loss_function(loss, dataset, facts, seed=seed)
@@ -252,6 +254,18 @@ def _replicated_rows(step, batch: int, indices: np.ndarray, samples: int, steps:
         batch, indices = probe_rows(samples, steps=steps, batch_size=rounded, seed=seed)
     notes.append(describe(step.strategy, batch))
     return batch, indices
+
+
+def _runs_forward(model, dataset: Dataset, loss: ResolvedLoss) -> bool:
+    """Whether the model and its loss run on the first rows of the data (no training)."""
+    try:
+        xs = [np.asarray(a[:4]).astype(str(getattr(t, "dtype", "float32")).replace("tf.", ""))
+              for a, t in zip(dataset.inputs.values(), model.inputs)]
+        out = model(xs[0] if len(xs) == 1 else xs, training=False)
+        loss.fn(np.asarray(dataset.targets[:4], dtype=np.float32), out[0] if isinstance(out, (list, tuple)) else out)
+        return True
+    except Exception:  # noqa: BLE001 - the user's model, loss or data
+        return False
 
 
 def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | None:

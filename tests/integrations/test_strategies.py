@@ -274,3 +274,23 @@ def test_run_under_multiworker_two_local_workers(script, one_device):
     assert other_out == ""
     assert "stalldoc: worker 1 of train.py: diagnosed in step with the chief, which prints the report" in other_err
     assert "script: after fit" not in chief_err + other_err  # --then stop, on both
+
+
+# ---------------------------------------------------------------------------- stalldoc's failures are its own
+
+
+def test_a_failure_inside_stalldoc_is_not_blamed_on_the_data(monkeypatch):
+    """The model and its loss run on the data, the probe fails: an internal error (the CLI says
+    "internal error: ..."), never an InputError about the user's data."""
+    keras = pytest.importorskip("keras")
+    import stalldoc
+    from stalldoc.errors import InputError
+
+    def broken(model):
+        raise TypeError("tuple indices must be integers or slices, not MirroredVariable")
+    monkeypatch.setattr("stalldoc.probe.step.fresh_optimizer", broken)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(TypeError, match="MirroredVariable") as caught:
+        stalldoc.diagnose(model, np.zeros((16, 2)), np.zeros((16, 1)), steps=1, max_steps=1)
+    assert not isinstance(caught.value, InputError)
