@@ -31,7 +31,6 @@ def check_files(model_path: str, data_path: str, options: Options,
     """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
     from stalldoc.inputs.losses import user_custom_objects
     from stalldoc.inputs.model import check_model_path, declared_loss, load_model, quiet_tensorflow
-
     from stalldoc.probe.distribute import make_strategy
 
     options.validate()
