@@ -56,6 +56,18 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
                      on_step: Callable[[int], None] | None = None,
                      declared_loss: str | None = None) -> Report:
     """inputs checked -> probe -> detectors -> rank -> verdict, on a loaded model and dataset."""
+    from stalldoc.probe.distribute import in_strategy_scope, outside_strategy_scope
+
+    if in_strategy_scope():  # called inside a tf.distribute scope: the probe enters the model's own
+        return outside_strategy_scope(_diagnose_dataset, model, dataset, options, model_path=model_path,
+                                      notes=notes, on_stage=on_stage, on_step=on_step, declared_loss=declared_loss)
+    return _diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes, on_stage=on_stage,
+                             on_step=on_step, declared_loss=declared_loss)
+
+
+def _diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: str | None,
+                      notes: list[str] | None, on_stage: Callable[[str], None] | None,
+                      on_step: Callable[[int], None] | None, declared_loss: str | None) -> Report:
     from stalldoc.inputs.losses import resolve_loss
     from stalldoc.probe import Horizon, collect_facts
 

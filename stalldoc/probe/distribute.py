@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 from stalldoc.errors import InputError
 from stalldoc.options import STRATEGIES
@@ -40,6 +41,26 @@ def in_strategy_scope() -> bool:
     import tensorflow as tf
 
     return tf.distribute.has_strategy()
+
+
+def outside_strategy_scope(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a thread of its own: a tf.distribute scope belongs to a thread,
+    so the caller's (a fit run inside ``with strategy.scope()``) does not reach the probe's own
+    variables (the constant-predictor fit), which a strategy's scope would make distributed."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="stalldoc-diagnosis")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def replica_invariant_loss(fn):

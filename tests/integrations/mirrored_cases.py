@@ -66,11 +66,11 @@ def api_case():
 def stallwatch_case():
     x, y = data()
     strategy = mirrored()
-    with strategy.scope():
-        model = build("sparse_categorical_crossentropy")
     lines = []
-    watch = StallWatch(patience=1, min_delta=0.5, stop_training=True, print_fn=lines.append, **FAST)
-    history = model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[watch])
+    with strategy.scope():  # fit inside the scope too, as many scripts do
+        model = build("sparse_categorical_crossentropy")
+        watch = StallWatch(patience=1, min_delta=0.5, stop_training=True, print_fn=lines.append, **FAST)
+        history = model.fit(x, y, epochs=6, batch_size=64, verbose=0, callbacks=[watch])
     return {"lines": lines, "epochs": len(history.history["loss"]),
             "reports": [r.to_dict() for r in watch.reports]}
 

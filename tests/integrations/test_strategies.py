@@ -94,6 +94,9 @@ def test_stallwatch_under_mirrored_diagnoses_and_stops(mirrored):
     assert [[f["id"] for f in r["findings"]] for r in watch["reports"]] == [
         [f["id"] for f in mirrored["api"]["one"]["findings"]]]
     assert watch["reports"][0]["model"]["replicas"] == 2
+    # Inside the user's scope the probe's own constant-predictor fit still runs (outside that scope).
+    assert watch["reports"][0]["loss"]["baseline"] == pytest.approx(mirrored["api"]["one"]["loss"]["baseline"],
+                                                                   rel=0.05)
     assert watch["epochs"] < 6  # stop_training=True stopped it at the plateau
     assert any("MirroredStrategy: the probe ran on 2 replicas, 32 rows per replica" in line
                for line in watch["lines"])
