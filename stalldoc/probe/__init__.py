@@ -184,7 +184,10 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     out_of_time = False
     while True:
         while len(records) < target:
-            if _next_step_over_budget(started, step_seconds, horizon):
+            over = _next_step_over_budget(started, step_seconds, horizon)
+            if step.strategy is not None:
+                over = step.agreed(float(over)) > 0  # every worker must stop at the same step
+            if over:
                 out_of_time = True
                 break
             x, y = take(len(records) + 1)

@@ -39,13 +39,15 @@ class InstrumentedStep:
     ``train`` (one measured step) and ``evaluate`` (the loss and predictions on a batch)."""
 
     def __init__(self, model, loss_fn) -> None:
-        from stalldoc.probe.distribute import model_strategy
+        from stalldoc.probe.distribute import model_strategy, worker_count
 
         self.model = model
         self.loss_fn = loss_fn
         # None: the default strategy, one device, the plain step.
         self.strategy = model_strategy(model)
         self.replicas = self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+        self.workers = worker_count(self.strategy) if self.strategy is not None else 1
+        self._gather = None  # agreed()'s compiled gather, across workers
         with self.scope():
             self.inst = InstrumentedModel(model)
             self.optimizer, self.optimizer_name = fresh_optimizer(model)
@@ -66,18 +68,17 @@ class InstrumentedStep:
     def agreed(self, value: float) -> float:
         """``value`` as every worker of a multi-worker strategy sees it (the largest), so that
         decisions taken on it (a time budget) are the same everywhere; unchanged otherwise."""
-        from stalldoc.probe.distribute import worker_count
-
-        if self.strategy is None or worker_count(self.strategy) < 2:
+        if self.workers < 2:
             return value
         import tensorflow as tf
 
         from stalldoc.probe.distribute import AcrossReplicas
 
-        across = AcrossReplicas(self.replicas)
         strategy = self.strategy
-        gather = tf.function(lambda v: strategy.run(across.gather, args=(v,)), autograph=False)
-        gathered = gather(tf.constant(value, tf.float32))
+        if self._gather is None:
+            across = AcrossReplicas(self.replicas)
+            self._gather = tf.function(lambda v: strategy.run(across.gather, args=(v,)), autograph=False)
+        gathered = self._gather(tf.constant(value, tf.float32))
         return float(np.max(strategy.experimental_local_results(gathered)[0]))
 
     # -- state -------------------------------------------------------------------------
