@@ -213,7 +213,7 @@ def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
     reader = _reader(arguments.get("x"), arguments.get("y"))
     worker = _worker(model)
     if worker is not None:  # not the chief: it diagnoses in lock-step, quietly; the chief reports
-        spec = {**spec, "quiet": True}
+        spec = {**spec, "quiet": True, "options": {**spec["options"], "tensorboard": None}}
     try:
         options = Options(**spec["options"])
         options.validate()
