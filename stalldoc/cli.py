@@ -14,7 +14,7 @@ import click
 from stalldoc import __version__
 from stalldoc.errors import StalldocError, one_line
 from stalldoc.findings import EXIT_ERROR, EXIT_OK, FAIL_ON
-from stalldoc.options import Options
+from stalldoc.options import STRATEGIES, Options
 
 DEFAULT = Options()  # help texts show these defaults; flags > config file > defaults
 
@@ -112,9 +112,13 @@ def diagnosis_options(command):
 @click.option("--unsafe", is_flag=True, help="allow models with serialized code (Lambda layers); trusted files only")
 @click.option("--import", "imports", multiple=True, metavar="MODULE|FILE.py",
               help="import this first: it registers the model's custom classes (runs its code; repeatable)")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="probe under tf.distribute: mirrored = all local GPUs (the CPU devices without one), "
+                   "multiworker = MultiWorkerMirroredStrategy from TF_CONFIG (run check on every worker; "
+                   f"the chief reports)  [default: {DEFAULT.strategy}]")
 def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fail_on, exit_zero,
           select, ignore, config_path, isolated, export_svg, export_html,
-          confirm, budget, x_key, y_key, unsafe, imports, quiet, debug, tensorboard=None) -> None:
+          confirm, budget, x_key, y_key, unsafe, imports, strategy, quiet, debug, tensorboard=None) -> None:
     """Run instrumented training steps of MODEL on DATA and print a ranked diagnosis.
 
     \b
@@ -136,13 +140,31 @@ def check(model, data, loss_spec, steps, max_steps, batch_size, seed, fmt, outpu
                              loss=loss_spec, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
                              fail_on=fail_on, select=select, ignore=ignore, unsafe=unsafe or None,
                              confirm=confirm, budget=budget, imports=list(imports) or None,
-                             tensorboard=tensorboard)
-    progress = Progress(enabled=not quiet, total=options.steps, label=os.path.basename(model))
+                             tensorboard=tensorboard, strategy=strategy)
+    worker = _other_worker(options.strategy, debug)
+    if worker is not None:
+        options.tensorboard = None  # the chief writes it
+    progress = Progress(enabled=not quiet and worker is None, total=options.steps, label=os.path.basename(model))
     with _clean_errors(debug), progress:
         report = check_files(model, data, options, x_key=x_key, y_key=y_key,
                              on_stage=progress.stage, on_step=progress.step)
+    if worker is not None:
+        # Every worker ran the same steps in lock-step; one report, and one exit code, is the chief's.
+        click.echo(f"stalldoc: {worker}: diagnosed in step with the chief, which prints the report", err=True)
+        sys.exit(EXIT_ERROR if report.errors else EXIT_OK)
     _tensorboard_written(options, quiet)
     sys.exit(_finish(report, fmt, output, options, exit_zero, export_svg, export_html, debug))
+
+
+def _other_worker(strategy: str, debug: bool) -> str | None:
+    """Under --strategy multiworker, this task's name when it is not the chief (None: it reports)."""
+    if strategy != "multiworker":
+        return None
+    from stalldoc.probe.distribute import is_chief_task, read_tf_config
+
+    with _clean_errors(debug):
+        cluster, task = read_tf_config()
+    return None if is_chief_task(cluster, task["type"], task["index"]) else f"{task['type']} {task['index']}"
 
 
 @main.command(context_settings={"allow_interspersed_args": False})
@@ -175,6 +197,12 @@ def run(command, loss_spec, steps, max_steps, batch_size, seed, fmt, output, fai
     if outcome.report is None:
         click.echo(f"stalldoc: error: {outcome.message}", err=True)
         sys.exit(outcome.code)
+    if outcome.worker is not None:
+        # A multi-worker script: every worker diagnosed in lock-step; the chief prints the report and
+        # its exit code is the gate's. This one says so and exits 0 (or its script's failure code).
+        click.echo(f"stalldoc: {outcome.worker} of {script_name(command)}: diagnosed in step with the chief, "
+                   "which prints the report", err=True)
+        sys.exit(outcome.returncode if outcome.returncode > 0 else EXIT_ERROR if outcome.returncode else EXIT_OK)
     _tensorboard_written(options, quiet)
     code = _finish(outcome.report, fmt, output, options, exit_zero, export_svg, export_html, debug)
     if outcome.returncode != 0:

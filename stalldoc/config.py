@@ -11,6 +11,7 @@
     confirm = false                                # no counterfactual re-runs
     budget = 60                                    # seconds for the probe's steps and those re-runs
     tensorboard = "logs"                           # also a TensorBoard run there (relative to this file)
+    strategy = "mirrored"                          # check: default | mirrored | multiworker
 
     [tool.stalldoc.detectors.vanishing-gradient]
     min_grad_rms = 1e-8
@@ -28,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stalldoc.errors import StalldocError
-from stalldoc.options import FAIL_ON, unknown_ids, validated_thresholds
+from stalldoc.options import FAIL_ON, STRATEGIES, unknown_ids, validated_thresholds
 
 KEYS = ("steps", "max-steps", "batch-size", "seed", "loss", "fail-on", "select", "ignore", "confirm", "budget",
-        "tensorboard", "detectors")
+        "tensorboard", "strategy", "detectors")
 TABLE = "[tool.stalldoc]"
 
 
@@ -53,6 +54,7 @@ class Config:
     confirm: bool | None = None
     budget: float | None = None
     tensorboard: str | None = None
+    strategy: str | None = None
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -130,6 +132,10 @@ def parse(table: dict[str, Any], path: str, where: str = TABLE) -> Config:
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, f"expected a directory, got {value!r}")
             config.tensorboard = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(value))
+        elif key == "strategy":
+            if value not in STRATEGIES:
+                raise bad(key, f"expected one of {', '.join(STRATEGIES)}, got {value!r}")
+            config.strategy = value
         elif key in ("select", "ignore"):
             setattr(config, key, _ids(value, lambda problem, key=key: bad(key, problem)))
         else:

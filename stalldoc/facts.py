@@ -296,6 +296,10 @@ class ModelFacts:
     compiled_loss: str | None  # as the model file names it, None if not compiled
     output_units: int | None = None  # length of the output's last axis
     notes: list[str] = field(default_factory=list)
+    # The tf.distribute strategy the probe ran under (its class name; None: the default, one
+    # device) and its replicas (the global batch is split evenly among them).
+    strategy: str | None = None
+    replicas: int = 1
 
 
 @dataclass

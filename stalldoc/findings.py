@@ -165,12 +165,17 @@ class ModelSummary(_Section):
     trainable_params: int
     optimizer: str | None = None
     learning_rate: float | None = None
+    # Additive: under a tf.distribute strategy, its class name and replicas.
+    strategy: str | None = _additive()
+    replicas: int | None = _additive()
 
     @classmethod
     def from_facts(cls, facts: Facts) -> ModelSummary:
         m = facts.model
+        strategy = getattr(m, "strategy", None)
         return cls(path=m.path, layers=m.layers, trainable_params=m.trainable_params,
-                   optimizer=m.optimizer, learning_rate=m.learning_rate)
+                   optimizer=m.optimizer, learning_rate=m.learning_rate, strategy=strategy,
+                   replicas=m.replicas if strategy else None)
 
 
 @dataclass(kw_only=True)

@@ -13,6 +13,9 @@ from typing import Any
 from stalldoc.errors import InputError
 from stalldoc.findings import FAIL_ON
 
+# check --strategy (the names stalldoc.probe.distribute makes strategies of).
+STRATEGIES = ("default", "mirrored", "multiworker")
+
 # Seconds a diagnosis may spend training (--budget): the probe's steps (half of it at most,
 # trace included; stalldoc.probe.Horizon) and the confirm stage's re-runs (what is left).
 DEFAULT_BUDGET_S = 60.0
@@ -42,6 +45,9 @@ class Options:
     imports: list[str] = field(default_factory=list)
     # --tensorboard DIR: also write the diagnosis as a TensorBoard run under DIR (made absolute).
     tensorboard: str | None = None
+    # check --strategy: default (one device), mirrored (the local GPUs, else CPU devices) or
+    # multiworker (MultiWorkerMirroredStrategy from TF_CONFIG); see stalldoc.probe.distribute.
+    strategy: str = "default"
 
     @classmethod
     def merged(cls, config: Any = None, **flags: Any) -> Options:
@@ -79,6 +85,8 @@ class Options:
             raise InputError(f"budget (--budget) must be a positive number of seconds, got {self.budget}")
         if not isinstance(self.confirm, bool):
             raise InputError(f"confirm (--confirm/--no-confirm) must be true or false, got {self.confirm!r}")
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"strategy (--strategy) must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.fail_on not in FAIL_ON:
             raise InputError(f"fail-on (--fail-on) must be one of {', '.join(FAIL_ON)}, got {self.fail_on!r}")
         self.select = check_ids(self.select, "select")

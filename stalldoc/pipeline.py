@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -30,13 +31,19 @@ def check_files(model_path: str, data_path: str, options: Options,
     """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
     from stalldoc.inputs.losses import user_custom_objects
     from stalldoc.inputs.model import check_model_path, declared_loss, load_model, quiet_tensorflow
+    from stalldoc.probe.distribute import make_strategy
 
     options.validate()
     check_model_path(model_path)
     quiet_tensorflow()  # before a user's loss file imports TensorFlow with all its chatter
+    # Before TensorFlow runs anything (a multi-worker strategy configures collectives at start-up).
+    strategy, strategy_note = make_strategy(options.strategy)
     _stage(on_stage, "loading model")
-    model, notes = load_model(model_path, unsafe=options.unsafe,
-                              custom_objects=user_custom_objects(options.loss), imports=options.imports)
+    with strategy.scope() if strategy is not None else nullcontext():  # the model's variables are the strategy's
+        model, notes = load_model(model_path, unsafe=options.unsafe,
+                                  custom_objects=user_custom_objects(options.loss), imports=options.imports)
+    if strategy_note:
+        notes.append(strategy_note)
     _stage(on_stage, "loading data")
     dataset = load_source(data_path, model, x_key=x_key, y_key=y_key, options=options)
     declared = declared_loss(model_path) if getattr(model, "loss", None) is None else None
@@ -49,6 +56,18 @@ def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: s
                      on_step: Callable[[int], None] | None = None,
                      declared_loss: str | None = None) -> Report:
     """inputs checked -> probe -> detectors -> rank -> verdict, on a loaded model and dataset."""
+    from stalldoc.probe.distribute import in_strategy_scope, outside_strategy_scope
+
+    if in_strategy_scope():  # called inside a tf.distribute scope: the probe enters the model's own
+        return outside_strategy_scope(_diagnose_dataset, model, dataset, options, model_path=model_path,
+                                      notes=notes, on_stage=on_stage, on_step=on_step, declared_loss=declared_loss)
+    return _diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes, on_stage=on_stage,
+                             on_step=on_step, declared_loss=declared_loss)
+
+
+def _diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: str | None,
+                      notes: list[str] | None, on_stage: Callable[[str], None] | None,
+                      on_step: Callable[[int], None] | None, declared_loss: str | None) -> Report:
     from stalldoc.inputs.losses import resolve_loss
     from stalldoc.inputs.outputs import output_count, resolve_output_losses
     from stalldoc.probe import Horizon, collect_facts
@@ -109,8 +128,9 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
 
         _stage(on_stage, "confirming")
         budget_s = options.budget if confirm_budget_s is None else max(confirm_budget_s, 0.0)
-        interventions = confirm(session, facts, findings, budget_s=budget_s, seed=options.seed,
-                                on_stage=on_stage)  # may append the finding an exploratory run confirmed
+        # confirm() may append the finding an exploratory run confirmed.
+        interventions = confirm(session, facts, findings, budget_s=_confirm_budget(session, budget_s, facts),
+                                seed=options.seed, on_stage=on_stage)
         if any((f.confirmation or {}).get("status") == "confirmed" and f.severity >= Severity.WARNING
                for f in findings):  # a confirmed cause explains the stall: it is no longer unexplained
             findings = [f for f in findings if f.id != "unexplained-stall"]
@@ -118,6 +138,19 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
     return Report.from_facts(facts, verdict=result, findings=findings, skipped=skipped,
                              errors=errors, passed=passed, thresholds=options.thresholds,
                              interventions=interventions, output_verdicts=output_verdicts(facts, findings))
+
+
+def _confirm_budget(session, budget_s: float, facts: Facts) -> float:
+    """``budget_s``; unbounded across several workers, which must run the same re-runs in
+    lock-step (each re-run's steps are collective): each run's horizon still bounds the time."""
+    from stalldoc.probe.distribute import worker_count
+
+    strategy = getattr(session.step, "strategy", None)
+    if strategy is None or worker_count(strategy) < 2:
+        return budget_s
+    facts.notes.append("multi-worker: every confirming re-run ran (--budget does not apply: a time budget "
+                       "could stop the workers at different runs)")
+    return float("inf")
 
 
 def _check_shapes(model, dataset: Dataset) -> None:

@@ -42,10 +42,11 @@ class StallWatch(keras.callbacks.Callback):
         min_delta: relative improvement that counts: the loss must fall below
             ``best - min_delta * |best|``.
         per: ``"epoch"`` (default) or ``"batch"`` (the running loss Keras reports after each batch).
-        stop_training: stop the fit when the loss plateaus (after printing the diagnosis).
+        stop_training: stop the fit when the loss plateaus (after printing the diagnosis). When
+            the diagnosis itself fails, one line says so and training continues.
         once: diagnose at most once per fit (default); else watch again after each diagnosis.
         held_samples: how many samples of the held data the diagnosis uses.
-        steps, batch_size, seed, loss, select, ignore, thresholds: passed to ``stalldoc.diagnose``
+        steps, max_steps, batch_size, seed, loss, select, ignore, thresholds: passed to ``stalldoc.diagnose``
             (None: the CLI's defaults).
         print_fn: where the diagnosis goes (default: print to stdout, coloured on a terminal);
             ``None``-returning callable taking one string.
@@ -56,7 +57,8 @@ class StallWatch(keras.callbacks.Callback):
 
     def __init__(self, x: Any = None, y: Any = None, *, monitor: str = "loss", patience: int = 3,
                  min_delta: float = 0.01, per: str = "epoch", stop_training: bool = False, once: bool = True,
-                 held_samples: int = 256, steps: int | None = None, batch_size: int | None = None,
+                 held_samples: int = 256, steps: int | None = None, max_steps: int | None = None,
+                 batch_size: int | None = None,
                  seed: int | None = None, loss: str | None = None, select: Sequence[str] | None = None,
                  ignore: Sequence[str] | None = None,
                  thresholds: Mapping[str, Mapping[str, float]] | None = None,
@@ -79,10 +81,10 @@ class StallWatch(keras.callbacks.Callback):
         from stalldoc.options import Options
 
         # Validated now, with the same rules and defaults as the CLI's: a typo fails before fit.
-        self.options = Options.merged(steps=steps, batch_size=batch_size, seed=seed, loss=loss, select=select,
-                                      ignore=ignore, thresholds=thresholds)
-        self.diagnose_kwargs = dict(steps=steps, batch_size=batch_size, seed=seed, loss=loss, select=select,
-                                    ignore=ignore, thresholds=thresholds)
+        self.options = Options.merged(steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed, loss=loss,
+                                      select=select, ignore=ignore, thresholds=thresholds)
+        self.diagnose_kwargs = dict(steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed, loss=loss,
+                                    select=select, ignore=ignore, thresholds=thresholds)
         self.print_fn = print_fn
         self.verbose = verbose
         self.reports: list = []
@@ -141,18 +143,38 @@ class StallWatch(keras.callbacks.Callback):
         self._say(f"StallWatch: {why} at {where}; diagnosing the current model...")
         try:
             x, y = self._held_batch()
-            from stalldoc.api import diagnose
-
-            report = diagnose(self.model, x, y, **self.diagnose_kwargs)
-        except StalldocError as exc:
+        except StalldocError as exc:  # no held batch: the plateau still stops the fit when asked
             self._say(f"StallWatch: cannot diagnose: {exc}")
+        except Exception as exc:  # noqa: BLE001 - stalldoc failed reading it: training continues
+            from stalldoc.errors import one_line
+
+            self._say(f"StallWatch: cannot take the held batch (internal error: {type(exc).__name__}: "
+                      f"{one_line(exc)}); training continues")
+            return
         else:
-            report.loss.trigger = where
-            self.reports.append(report)
-            self._show(report)
+            if not self._diagnose(x, y, where):
+                return  # stalldoc failed: never a reason to stop the user's training
         if self.stop:
             self._say(f"StallWatch: stopping training at {where} (stop_training=True)")
             self.model.stop_training = True
+
+    def _diagnose(self, x, y, where: str) -> bool:
+        """Diagnose and show the report; False after one line saying why it failed (any
+        exception: the user's fit must go on whatever happens inside stalldoc)."""
+        from stalldoc.api import diagnose
+        from stalldoc.errors import one_line
+
+        try:
+            report = diagnose(self.model, x, y, **self.diagnose_kwargs)
+            report.loss.trigger = where
+            self.reports.append(report)
+            self._show(report)
+        except Exception as exc:  # noqa: BLE001
+            why = str(exc) if isinstance(exc, StalldocError) else f"internal error: {type(exc).__name__}: " \
+                                                                   f"{one_line(exc)}"
+            self._say(f"StallWatch: the diagnosis failed ({why}); training continues")
+            return False
+        return True
 
     # ------------------------------------------------------------------ output
 

@@ -55,6 +55,7 @@ class Outcome:
     message: str | None = None
     code: int = 0
     returncode: int = 0
+    worker: str | None = None  # a multi-worker run's task that is not the chief (it does not report)
 
 
 def script_name(command: Sequence[str]) -> str:
@@ -132,7 +133,7 @@ def _outcome(name: str, returncode: int, result_path: str) -> Outcome:
                        returncode=returncode)
     from stalldoc.findings import Report
 
-    return Outcome(report=Report.from_dict(result["report"]), returncode=returncode)
+    return Outcome(report=Report.from_dict(result["report"]), returncode=returncode, worker=result.get("worker"))
 
 
 def _spawn(command: list[str], env: dict[str, str], stdout_to_stderr: bool) -> int:
@@ -210,6 +211,9 @@ def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
     """Diagnose, write the result, then stop the process or return the ``x`` fit should train on
     (a generator standing in for one partly read; None: unchanged)."""
     reader = _reader(arguments.get("x"), arguments.get("y"))
+    worker = _worker(model)
+    if worker is not None:  # not the chief: it diagnoses in lock-step, quietly; the chief reports
+        spec = {**spec, "quiet": True, "options": {**spec["options"], "tensorboard": None}}
     try:
         options = Options(**spec["options"])
         options.validate()
@@ -219,6 +223,8 @@ def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
     except Exception as exc:  # noqa: BLE001 - one line in the parent, never a traceback
         result = {"status": "error",
                   "message": f"internal error: {type(exc).__name__}: {one_line(exc)} (in the child, at fit)"}
+    if worker is not None:
+        result["worker"] = worker
     with open(spec["result"], "w", encoding="utf-8") as fh:
         json.dump(result, fh)
     if spec["then"] == "stop":
@@ -228,6 +234,17 @@ def _first_fit(model, arguments: Mapping[str, Any], spec: Mapping[str, Any]):
         sys.stderr.flush()
         os._exit(0)  # no training, no teardown: a gate costs seconds
     return reader.replacement()
+
+
+def _worker(model) -> str | None:
+    """Under a multi-worker strategy, this task's name when it is not the chief; else None."""
+    try:
+        from stalldoc.probe.distribute import is_chief, model_strategy, task_name
+
+        strategy = model_strategy(model)
+        return None if strategy is None or is_chief(strategy) else task_name(strategy)
+    except Exception:  # noqa: BLE001 - no strategy to ask: this process reports
+        return None
 
 
 def _diagnose(model, reader, options: Options, spec: Mapping[str, Any]):

@@ -94,6 +94,7 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLos
     list, ``weights`` their weights in the total): each output's facts are measured as a
     single output's would be (``facts.outputs``)."""
     notes = list(notes or [])
+    loss = _replica_invariant(loss, model)
     # Compressed arrays are streamed once: that pass also keeps the rows the probe will read.
     prepare_probe_sample(dataset, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
     input_facts = [array_facts(key, arr) for key, arr in zip(dataset.x_keys, dataset.inputs.values())]
@@ -118,6 +119,8 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLos
         hint = f"; note: {', '.join(bad)}" if bad else ""
         if label_hint:
             raise InputError(f"{model_path or 'model'}: the loss cannot take these targets: {label_hint}") from exc
+        if not bad and _runs_forward(model, dataset, loss):
+            raise  # the model and its loss run on these rows: the failure is stalldoc's, not the data's
         raise InputError(f"{model_path or 'model'}: a training step failed on {dataset.path} "
                          f"({type(exc).__name__}: {one_line(exc)}){hint}") from exc
     if facts.outputs is None:
@@ -133,6 +136,20 @@ def collect_facts(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLos
         out.loss_probe, out.task = view.loss_probe, view.task
         facts.notes[before:] = [f"output {out.name!r}: {note}" for note in facts.notes[before:]]
     return facts, session
+
+
+def _replica_invariant(loss: ResolvedLoss, model) -> ResolvedLoss:
+    """Under a tf.distribute strategy (the model's, or the scope the caller is in), the loss as
+    one device computes it: Keras' Loss objects divide by the replicas there."""
+    import dataclasses
+
+    from stalldoc.probe.distribute import in_strategy_scope, model_strategy, replica_invariant_loss
+
+    if model_strategy(model) is None and not in_strategy_scope():
+        return loss
+    if isinstance(loss, list):  # a multi-output model: one loss per output
+        return [dataclasses.replace(one, fn=replica_invariant_loss(one.fn)) for one in loss]
+    return dataclasses.replace(loss, fn=replica_invariant_loss(loss.fn))
 
 
 def run_probe(model, dataset: Dataset, loss: ResolvedLoss, **kwargs) -> tuple[Facts, tuple, ProbeSession]:
@@ -169,6 +186,8 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     initial_state = step.snapshot()
     initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
+    if step.strategy is not None:
+        batch, indices = _replicated_rows(step, batch, indices, dataset.samples, horizon.max_steps, seed, notes)
 
     indices = _held_out(indices, batch, dataset.samples)
 
@@ -207,7 +226,10 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     out_of_time = False
     while True:
         while len(records) < target:
-            if _next_step_over_budget(started, step_seconds, horizon):
+            over = _next_step_over_budget(started, step_seconds, horizon)
+            if step.strategy is not None:
+                over = step.agreed(float(over)) > 0  # every worker must stop at the same step
+            if over:
                 out_of_time = True
                 break
             x, y = take(len(records) + 1)
@@ -219,6 +241,8 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         if out_of_time or target >= horizon.max_steps:
             break
         elapsed = time.perf_counter() - started
+        if step.strategy is not None:
+            elapsed = step.agreed(elapsed)  # every worker must decide alike
         current = step.evaluate(eval_x, eval_y, training=with_batchnorm)[0]
         start = training_initial if with_batchnorm else initial
         if _decided(start, current, floor, baseline, records) or elapsed * 2 > horizon.budget_s:
@@ -277,6 +301,10 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
                                training_final=training_final)
         outputs, reasons = None, [loss.reason]
         predictions = assemble.prediction_facts(model, records, dataset.targets.shape[1:])
+    if step.strategy is not None:
+        from stalldoc.probe.distribute import strategy_name
+
+        model_facts.strategy, model_facts.replicas = strategy_name(step.strategy), step.replicas
     facts = Facts(
         model=model_facts, inputs=input_facts, targets=target_facts, loss=loss_facts,
         layers=assemble.layer_facts(step, records),
@@ -314,6 +342,41 @@ def _weighted(weights: list[float], values: list[float | None]) -> float | None:
 
 def _number(value: float) -> str:
     return f"{value:g}"
+
+
+def _replicated_rows(step, batch: int, indices: np.ndarray, samples: int, steps: int, seed: int,
+                     notes: list[str]) -> tuple[int, np.ndarray]:
+    """The global batch under a strategy, split evenly among the replicas: rounded down to a
+    multiple of them (a note says so); a note says how the probe ran."""
+    from stalldoc.probe.distribute import describe
+
+    replicas = step.replicas
+    rounded = batch - batch % replicas
+    if rounded == 0:
+        raise InputError(f"{samples} samples cannot be split among {replicas} replicas: give at least {replicas}")
+    if rounded != batch:
+        notes.append(f"the batch of {batch} rows was rounded down to {rounded}, a multiple of the {replicas} "
+                     "replicas")
+        batch, indices = probe_rows(samples, steps=steps, batch_size=rounded, seed=seed)
+    notes.append(describe(step.strategy, batch))
+    return batch, indices
+
+
+def _runs_forward(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLoss]) -> bool:
+    """Whether the model and its loss run on the first rows of the data (no training)."""
+    try:
+        xs = [np.asarray(a[:4]).astype(str(getattr(t, "dtype", "float32")).replace("tf.", ""))
+              for a, t in zip(dataset.inputs.values(), model.inputs)]
+        import keras
+
+        outs = keras.tree.flatten(model(xs[0] if len(xs) == 1 else xs, training=False))
+        losses = loss if isinstance(loss, list) else [loss]
+        targets = [arr for _, arr in (dataset.targets_by_output or {}).values()] or [dataset.targets]
+        for one, target, out in zip(losses, targets, outs):
+            one.fn(np.asarray(target[:4], dtype=np.float32), out)
+        return True
+    except Exception:  # noqa: BLE001 - the user's model, loss or data
+        return False
 
 
 def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | None:

@@ -5,9 +5,16 @@ only scalars and per-unit vectors leave the graph, never whole activations or gr
 ``snapshot``/``restore`` put the weights and the optimizer back, and ``set_learning_rate``
 changes a value the graph reads, so a later stage can re-run the same steps with other
 weights, batches or learning rates without retracing.
+
+A model built under a ``tf.distribute`` strategy (not the default one) is probed inside it:
+the optimizer is created in ``strategy.scope()``, each step runs once per replica on its
+slice of the global batch (``strategy.run``), and the statistics are reduced across replicas
+in the step (stalldoc.probe.distribute). The default strategy's step is the plain one.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -36,22 +43,50 @@ class InstrumentedStep:
     its targets are then a list of arrays, one per output."""
 
     def __init__(self, model, loss_fn, weights: list[float] | None = None) -> None:
+        from stalldoc.probe.distribute import model_strategy, worker_count
+
         self.model = model
         self.loss_fn = loss_fn
         self.output_losses = list(loss_fn) if isinstance(loss_fn, (list, tuple)) else None
         self.weights = [float(w) for w in weights] if weights is not None else \
             [1.0] * len(self.output_losses or [loss_fn])
-        self.inst = InstrumentedModel(model)
-        self.optimizer, self.optimizer_name = fresh_optimizer(model)
-        self.tvars = list(model.trainable_variables)
-        if self.tvars:
-            self.optimizer.build(self.tvars)
+        # None: the default strategy, one device, the plain step.
+        self.strategy = model_strategy(model)
+        self.replicas = self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+        self.workers = worker_count(self.strategy) if self.strategy is not None else 1
+        self._gather = None  # agreed()'s compiled gather, across workers
+        with self.scope():
+            self.inst = InstrumentedModel(model)
+            self.optimizer, self.optimizer_name = fresh_optimizer(model)
+            self.tvars = list(model.trainable_variables)
+            if self.tvars:
+                self.optimizer.build(self.tvars)
         self.act_names = [activation_name(layer) for _, layer in self.inst.layers]
         self.families = [family_of(name) for name in self.act_names]
         self.input_dtypes = [str(getattr(t, "dtype", "float32")).replace("tf.", "") for t in model.inputs]
         self.none_grads: list[bool] | None = None  # decided when the step is traced
         self._train = self._build_train()
         self._evaluate = self._build_evaluate()
+
+    def scope(self):
+        """The model's strategy's scope (nothing for the default strategy)."""
+        return self.strategy.scope() if self.strategy is not None else nullcontext()
+
+    def agreed(self, value: float) -> float:
+        """``value`` as every worker of a multi-worker strategy sees it (the largest), so that
+        decisions taken on it (a time budget) are the same everywhere; unchanged otherwise."""
+        if self.workers < 2:
+            return value
+        import tensorflow as tf
+
+        from stalldoc.probe.distribute import AcrossReplicas
+
+        strategy = self.strategy
+        if self._gather is None:
+            across = AcrossReplicas(self.replicas)
+            self._gather = tf.function(lambda v: strategy.run(across.gather, args=(v,)), autograph=False)
+        gathered = self._gather(tf.constant(value, tf.float32))
+        return float(np.max(strategy.experimental_local_results(gathered)[0]))
 
     # -- state -------------------------------------------------------------------------
 
@@ -124,64 +159,115 @@ class InstrumentedStep:
     def _build_train(self):
         import tensorflow as tf
 
-        model, tvars, optimizer, inst = self.model, self.tvars, self.optimizer, self.inst
+        if self.strategy is None:
+            @tf.function(reduce_retracing=True, autograph=False)
+            def train_step(x, y):
+                TRACES["train_step"] = TRACES.get("train_step", 0) + 1
+                return self._measured_step(x, y, None)
+
+            return train_step
+
+        from stalldoc.probe.distribute import AcrossReplicas
+
+        strategy, across = self.strategy, AcrossReplicas(self.replicas)
 
         @tf.function(reduce_retracing=True, autograph=False)
-        def train_step(x, y):
-            with tf.GradientTape() as tape:
-                outs, extras = inst(x, training=True)
-                value, parts = self.objective(y, outs)
-                if model.losses:
-                    value = value + tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
-            grads = tape.gradient(value, tvars)
-            # Which gradients the tape returns as None is structural: decided here, at trace time.
-            self.none_grads = [g is None for g in grads]
+        def distributed_train_step(x, y):
             TRACES["train_step"] = TRACES.get("train_step", 0) + 1
-            zero = tf.constant(0.0)
-            grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
-            grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
-            weight_norms = [tf.norm(v) for v in tvars]
-            before = [tf.identity(v) for v in tvars]
-            pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
-            if pairs:
-                optimizer.apply_gradients(pairs)
-            update_norms = [tf.norm(v - b) for v, b in zip(tvars, before)]
-            means, stds, sats, gains, active = self._layer_stats(extras)
-            first_rms = zero
-            if inst.first_weighted_input is not None:
-                first_rms = tf.sqrt(tf.reduce_mean(tf.square(tf.cast(extras[inst.first_weighted_input], tf.float32))))
-            record = {
-                "loss": value,
-                "grad_norm": _stack(grad_norms),
-                "grad_abs": _stack(grad_abs),
-                "weight_norm": _stack(weight_norms),
-                "update_norm": _stack(update_norms),
-                "mean": _stack(means),
-                "std": _stack(stds),
-                "sat": _stack(sats),
-                "gain": _stack(gains),
-                "active": active,
-                "first_rms": first_rms,
-            }
-            if self.output_losses is None:
-                record["pred"] = tf.stack(_prediction_stats(y, outs[0]))
-            else:  # one row of statistics and one loss per output
-                record["pred"] = tf.stack([tf.stack(_prediction_stats(t, p)) for t, p in zip(y, outs)])
-                record["output_loss"] = tf.stack(parts)
-            return record
 
-        return train_step
+            def replica_step(x, y):
+                xs, ys = self._replica_slice(x, y)
+                return self._measured_step(xs, ys, across)
+
+            record = strategy.run(replica_step, args=(x, y))
+            # Reduced in the step: every replica holds the same values.
+            return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], record)
+
+        return distributed_train_step
+
+    def _replica_slice(self, x, y):
+        """This replica's contiguous share of the global batch (replica 0 first)."""
+        import tensorflow as tf
+
+        rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+        first = tf.nest.flatten(y)[0]
+        rows = first.shape[0] // self.replicas if first.shape[0] is not None else tf.shape(first)[0] // self.replicas
+
+        def part(t):
+            return t[rid * rows: (rid + 1) * rows]
+
+        return [part(a) for a in x], tf.nest.map_structure(part, y)
+
+    def _measured_step(self, x, y, across):
+        """One training step and its statistics; ``across`` (AcrossReplicas) reduces them over
+        the replicas of a strategy, None on one device."""
+        import tensorflow as tf
+
+        model, tvars, optimizer, inst = self.model, self.tvars, self.optimizer, self.inst
+        with tf.GradientTape() as tape:
+            outs, extras = inst(x, training=True)
+            value, parts = self.objective(y, outs)
+            if model.losses:
+                value = value + tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
+        grads = tape.gradient(value, tvars)
+        # Which gradients the tape returns as None is structural: decided here, at trace time.
+        self.none_grads = [g is None for g in grads]
+        if across is not None:
+            # The global batch's loss and gradient: the means over the replicas' equal slices.
+            value = across.mean(value)
+            parts = across.mean(parts) if parts else parts
+            reduced = iter(across.mean([g for g in grads if g is not None]))
+            grads = [None if g is None else next(reduced) for g in grads]
+        zero = tf.constant(0.0)
+        grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
+        grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
+        weight_norms = [tf.norm(v) for v in tvars]
+        before = [tf.identity(v) for v in tvars]
+        pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
+        if pairs:
+            if across is not None:
+                # The optimizer sums the replicas' gradients: each gives its share of the mean.
+                pairs = [(_scaled(g, 1.0 / self.replicas), v) for g, v in pairs]
+            optimizer.apply_gradients(pairs)
+        update_norms = [tf.norm(v - b) for v, b in zip(tvars, before)]
+        means, stds, sats, gains, active = self._layer_stats(extras, across)
+        first_rms = zero
+        if inst.first_weighted_input is not None:
+            mean_square = tf.reduce_mean(tf.square(tf.cast(extras[inst.first_weighted_input], tf.float32)))
+            first_rms = tf.sqrt(mean_square if across is None else across.mean(mean_square))
+        if self.output_losses is None:
+            pred = tf.stack(_prediction_stats(y, outs[0]))
+            if across is not None:
+                pred = _combined_prediction_stats(across.gather(pred))
+        else:  # one row of statistics per output
+            rows = [tf.stack(_prediction_stats(t, p)) for t, p in zip(y, outs)]
+            if across is not None:
+                rows = [_combined_prediction_stats(across.gather(r)) for r in rows]
+            pred = tf.stack(rows)
+        record = {
+            "loss": value,
+            "grad_norm": _stack(grad_norms),
+            "grad_abs": _stack(grad_abs),
+            "weight_norm": _stack(weight_norms),
+            "update_norm": _stack(update_norms),
+            "mean": _stack(means),
+            "std": _stack(stds),
+            "sat": _stack(sats),
+            "gain": _stack(gains),
+            "active": active,
+            "first_rms": first_rms,
+            "pred": pred,
+        }
+        if self.output_losses is not None:
+            record["output_loss"] = tf.stack(parts)  # each output's own loss
+        return record
 
     def _build_evaluate(self):
         import tensorflow as tf
 
         model = self.model
 
-        # The model alone (no per-layer outputs), compiled, so intermediate activations are
-        # freed as they are consumed (an eager call holds them all: +450 MiB peak on
-        # MobileNetV2 at batch 8).
-        @tf.function(reduce_retracing=True, autograph=False)
-        def evaluate(x, y, training):
+        def loss_and_output(x, y, training):
             out = model(x[0] if len(x) == 1 else x, training=training)
             if self.output_losses is not None:
                 import keras
@@ -192,19 +278,39 @@ class InstrumentedStep:
             out = out[0] if isinstance(out, (list, tuple)) else out
             return self.scalar_loss(y, out), tf.zeros([0]), out
 
-        return evaluate
+        if self.strategy is None:
+            # The model alone (no per-layer outputs), compiled, so intermediate activations are
+            # freed as they are consumed (an eager call holds them all: +450 MiB peak on
+            # MobileNetV2 at batch 8).
+            return tf.function(loss_and_output, reduce_retracing=True, autograph=False)
 
-    def _layer_stats(self, extras):
+        from stalldoc.probe.distribute import AcrossReplicas
+
+        strategy, across = self.strategy, AcrossReplicas(self.replicas)
+
+        @tf.function(reduce_retracing=True, autograph=False)
+        def distributed_evaluate(x, y, training):
+            def replica_evaluate(x, y):
+                value, parts, out = loss_and_output(*self._replica_slice(x, y), training)
+                parts = across.mean(parts) if self.output_losses is not None else parts
+                return across.mean(value), parts, tf.nest.map_structure(across.concat, out)
+
+            result = strategy.run(replica_evaluate, args=(x, y))
+            return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], result)
+
+        return distributed_evaluate
+
+    def _layer_stats(self, extras, across=None):
         import tensorflow as tf
 
-        means, stds, sats, gains, active = [], [], [], [], []
+        means, variances, sats, gains, active = [], [], [], [], []
         for tensor, fam, act in zip(extras[: len(self.families)], self.families, self.act_names):
             t = tf.cast(tensor, tf.float32)
             # One mean, one squared deviation: the same values as reduce_mean + reduce_std,
             # which compute the mean twice and |x - mean| before squaring it.
             mean, variance = tf.nn.moments(t, axes=list(range(len(t.shape))))
             means.append(mean)
-            stds.append(tf.sqrt(variance))
+            variances.append(variance)
             if fam == SATURATING:
                 # Local derivative relative to its peak: tanh 1 - t^2; sigmoid/softmax s(1-s), peak 1/4.
                 gain = tf.clip_by_value(local_gain(t, act), 0.0, 1.0)
@@ -215,6 +321,11 @@ class InstrumentedStep:
                 # A unit passes a gradient where its output is on the slope: relu6 is flat at 6 too.
                 on = (t > 0.0) & (t < 6.0) if act == "relu6" else t > 0.0
                 active.append(tf.reduce_mean(tf.cast(on, tf.float32), axis=axes))
+        if across is not None:
+            if means:
+                means, variances = across.moments(means, variances)
+            sats, gains, active = (across.mean(v) if v else v for v in (sats, gains, active))
+        stds = [tf.sqrt(v) for v in variances]
         return means, stds, sats, gains, active
 
 
@@ -222,6 +333,25 @@ def _stack(values):
     import tensorflow as tf
 
     return tf.stack(values) if values else tf.zeros([0])
+
+
+def _scaled(grad, factor: float):
+    import tensorflow as tf
+
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
+    return grad * factor
+
+
+def _combined_prediction_stats(per_replica):
+    """``_prediction_stats`` of the global batch from the replicas' (rows: replicas): means of
+    means (equal slices), the minimum of minima, the maximum of maxima."""
+    import tensorflow as tf
+
+    mean = tf.reduce_mean(per_replica, axis=0)
+    low = tf.reduce_min(per_replica, axis=0)
+    high = tf.reduce_max(per_replica, axis=0)
+    return tf.stack([mean[0], mean[1], mean[2], low[3], high[4], low[5], high[6], mean[7]])
 
 
 def _prediction_stats(y, pred):

@@ -120,10 +120,14 @@ def _headline(report: Report) -> Panel:
         change_text = f"{fmt(progress * 100)}% of the way to its floor {fmt(floor)}"
     else:
         change_text = signed_percent(-progress)
+    replicas = ""
+    if report.model.strategy and report.model.replicas and loss.batch_size:
+        replicas = f" ({report.model.strategy}: {report.model.replicas} replicas of " \
+                   f"{loss.batch_size // report.model.replicas})"
     grid = _hanging()
     grid.add_row(Text(f" {report.verdict.upper()} ", style=_VERDICT_STYLE.get(report.verdict, "bold")),
                  Text(f"loss {loss.name}: {num(loss.initial)} → {num(loss.final)} ({change_text}) "
-                      f"in {loss.steps} steps of batch {loss.batch_size}", style="bold"))
+                      f"in {loss.steps} steps of batch {loss.batch_size}{replicas}", style="bold"))
     if loss.baseline is not None:
         level = Text(f"constant-predictor level {num(loss.baseline)}", style="dim")
         if loss.accuracy and loss.accuracy.get("final") is not None:

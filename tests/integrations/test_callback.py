@@ -88,8 +88,8 @@ def test_held_batch_and_options_are_passed(fake_diagnose):
     (hx, hy, kwargs), = fake_diagnose
     assert hx.shape == (8, 2) and hy.shape == (8,)
     np.testing.assert_array_equal(hx[:, 0] / 2, hy)  # the same rows of x and y
-    assert kwargs == dict(steps=4, batch_size=2, seed=3, loss="cosine", select=["dead-relu"], ignore=None,
-                          thresholds=None)
+    assert kwargs == dict(steps=4, max_steps=None, batch_size=2, seed=3, loss="cosine", select=["dead-relu"],
+                          ignore=None, thresholds=None)
 
 
 def test_printed_output(fake_diagnose):
