@@ -110,6 +110,8 @@ class InstrumentedStep:
             grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
             grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
             weight_norms = [tf.norm(v) for v in tvars]
+            # Gate statistics of recurrent layers: outside the tape, with this forward pass's weights.
+            recurrent = inst.recurrent_stats()
             before = [tf.identity(v) for v in tvars]
             pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
             if pairs:
@@ -132,6 +134,7 @@ class InstrumentedStep:
                 "active": active,
                 "first_rms": first_rms,
                 "pred": tf.stack(_prediction_stats(y, outs[0])),
+                "rnn": recurrent,
             }
 
         return train_step

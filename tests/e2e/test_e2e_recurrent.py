@@ -1,0 +1,93 @@
+"""Recurrent nets end to end (issue 12, item 5): LSTM/GRU gates recomputed from the layer's input
+sequence, a saturated gate found and named, a recurrent forward pass that explodes found as the
+cause of the learning-rate symptoms; healthy LSTM/GRU models get no finding."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from stalldoc.api import diagnose
+
+pytestmark = pytest.mark.e2e
+
+UNITS, STEPS, FEATURES = 16, 12, 4
+
+
+def data(seed=0, samples=512, steps=STEPS):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples, steps, FEATURES)).astype("float32")
+    y = (x[:, -3:, 0].sum(axis=1, keepdims=True) + x[:, :, 1].mean(axis=1, keepdims=True)).astype("float32")
+    return x, y
+
+
+def model(layer, optimizer=None, steps=STEPS):
+    inp = keras.Input((steps, FEATURES))
+    out = keras.layers.Dense(1, name="head")(layer(inp))
+    net = keras.Model(inp, out)
+    net.compile(optimizer or keras.optimizers.Adam(1e-2), "mse")
+    return net
+
+
+def set_gate_bias(cell, gate: int, value: float):
+    bias = cell.bias.numpy()
+    flat = bias.reshape(-1, bias.shape[-1])  # GRU(reset_after) keeps (2, 3 * units): the input half's row
+    flat[0, gate * UNITS:(gate + 1) * UNITS] = value
+    cell.bias.assign(flat.reshape(bias.shape))
+
+
+@pytest.mark.parametrize("make", [lambda: keras.layers.LSTM(UNITS, name="lstm"),
+                                  lambda: keras.layers.GRU(UNITS, name="gru")], ids=["lstm", "gru"])
+def test_a_healthy_recurrent_model_trains_without_findings(make):
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    report = diagnose(model(make()), x, y, steps=10)
+    assert report.verdict == "healthy"
+    assert report.findings == [], [(f.id, f.layer, f.message) for f in report.findings]
+    (rf,) = report.facts.recurrent
+    assert rf.timesteps == STEPS and rf.layer in ("lstm", "gru")
+    assert all(float(np.median(g.saturated_fraction)) < 0.2 for g in rf.gates)
+
+
+def test_an_lstm_with_its_input_gate_shut_stalls_and_the_gate_is_named():
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    layer = keras.layers.LSTM(UNITS, name="lstm")
+    net = model(layer)
+    set_gate_bias(layer.cell, 0, -20.0)  # sigmoid(-20) = 2e-9: nothing enters the cell state
+    report = diagnose(net, x, y, steps=10)
+    assert report.verdict == "stalled"
+    first = report.findings[0]
+    assert (first.id, first.layer) == ("saturated-activation", "lstm/input_gate"), report.findings
+    assert first.evidence["gates"]["input_gate"]["mean"] < 1e-6
+    assert "input_gate back to Keras' default" in first.fix
+
+
+def test_a_gru_whose_update_gate_holds_the_state_stalls_and_the_gate_is_named():
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    layer = keras.layers.GRU(UNITS, name="gru")
+    net = model(layer)
+    set_gate_bias(layer.cell, 0, 20.0)  # z = 1: h stays at its initial zeros
+    report = diagnose(net, x, y, steps=10)
+    assert report.verdict == "stalled"
+    first = report.findings[0]
+    assert (first.id, first.layer) == ("saturated-activation", "gru/update_gate"), report.findings
+    assert "never changes" in first.message
+
+
+def test_an_exploding_recurrent_forward_pass_is_the_cause_of_the_learning_rate_symptom():
+    keras.utils.set_random_seed(0)
+    x, y = data(steps=20)
+    # A ReLU recurrence whose kernel stretches the state 3x per step: x1e5 over 20 steps (x1e3 over 12).
+    layer = keras.layers.SimpleRNN(UNITS, activation="relu", name="rnn",
+                                   recurrent_initializer=keras.initializers.Orthogonal(gain=3.0))
+    report = diagnose(model(layer, keras.optimizers.SGD(1e-2), steps=20), x, y, steps=10)
+    assert report.verdict == "stalled"
+    ids = [f.id for f in report.findings]
+    first = report.findings[0]
+    assert (first.id, first.layer) == ("exploding-activation", "rnn"), ids
+    assert "time steps" in first.message and first.evidence["recurrent_norms"]["state"] == pytest.approx(3.0, rel=1e-3)
+    assert "learning-rate-too-high" in ids and "learning-rate-too-high" in first.explains
+    assert first.confirmation["status"] == "confirmed"  # the re-initialized (orthogonal) recurrence trains
