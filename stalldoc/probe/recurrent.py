@@ -181,38 +181,38 @@ def unroll_stats(direction: Direction, sequence, mask=None, initial_state=None):
         start = tuple(tf.stop_gradient(tf.cast(s[:SAMPLE_ROWS], tf.float32)) for s in initial_state)
     else:
         start = (zeros,) * n_states
-    width = PER_GATE * len(acts) + 2
-
     def scan_fn(carry, inputs):
-        state, _ = carry
+        state = carry[0]
         xz, m = inputs
         new_state, gates, carried = step(state, xz)
         keep = m[:, None]
         new_state = tuple(keep * n + (1.0 - keep) * s for s, n in zip(state, new_state))
         carried = keep * carried + (1.0 - keep) * (state[1] if kind == "LSTM" else state[0])
-        sums = []
-        for gate, act_name, sat in zip(gates, acts, saturating):
-            if sat:
-                gain = tf.clip_by_value(local_gain(gate, act_name), 0.0, 1.0)
-                sums += [tf.reduce_sum(keep * tf.cast(gain < SATURATION_GAIN, tf.float32)),
-                         tf.reduce_sum(keep * gate), tf.reduce_sum(keep * gain)]
-            else:
-                sums += [tf.constant(0.0), tf.reduce_sum(keep * gate), tf.constant(0.0)]
-        sums += [tf.reduce_sum(m) * units, tf.reduce_mean(tf.square(carried))]
-        return new_state, tf.stack(sums)
+        return new_state, tf.stack(gates), carried
 
+    # The loop only steps the recurrence; every statistic is reduced once, over all time steps.
     time_major = (tf.transpose(projected, [1, 0, 2]), tf.transpose(mask, [1, 0]))
-    _, per_step = tf.scan(scan_fn, time_major, initializer=(start, tf.zeros([width])))
-    count = tf.maximum(tf.reduce_sum(per_step[:, -2]), 1.0)
-    totals = tf.reduce_sum(per_step[:, :-2], axis=0) / count
+    first_gates = tf.zeros([len(acts), rows, units])
+    _, gates, carried = tf.scan(scan_fn, time_major, initializer=(start, first_gates, zeros))
+    weight = tf.transpose(mask, [1, 0])[:, None, :, None]  # (time, 1, rows, 1) against (time, gate, rows, units)
+    count = tf.maximum(tf.reduce_sum(weight) * units, 1.0)
     nan = tf.constant(float("nan"))
-    totals = tf.stack([nan if (j % PER_GATE != 1 and not saturating[j // PER_GATE]) else totals[j]
-                       for j in range(width - 2)])
-    rms = tf.sqrt(per_step[:, -1])
+    totals = []
+    for g, (act_name, sat) in enumerate(zip(acts, saturating)):
+        values = gates[:, g]
+        w = weight[:, 0]
+        mean = tf.reduce_sum(w * values) / count
+        if sat:
+            gain = tf.clip_by_value(local_gain(values, act_name), 0.0, 1.0)
+            totals += [tf.reduce_sum(w * tf.cast(gain < SATURATION_GAIN, tf.float32)) / count, mean,
+                       tf.reduce_sum(w * gain) / count]
+        else:
+            totals += [nan, mean, nan]
+    rms = tf.sqrt(tf.reduce_mean(tf.square(carried), axis=[1, 2]))  # per time step, over rows and units
     nonzero = rms > 0.0
     first = tf.cond(tf.reduce_any(nonzero), lambda: tf.boolean_mask(rms, nonzero)[0], lambda: nan)
     steps = tf.cast(tf.shape(rms)[0], tf.float32)
-    return tf.concat([totals, tf.stack([first, rms[-1], tf.reduce_max(rms), steps])], axis=0)
+    return tf.stack([*totals, first, rms[-1], tf.reduce_max(rms), steps])
 
 
 def largest_singular_values(direction: Direction, recurrent_kernel) -> dict[str, float]:
