@@ -150,9 +150,9 @@ def gate_fix(rf: RecurrentFacts, saturated: list[tuple[str, float]]) -> str:
     spread = [n for n, _ in saturated if n not in pinned]
     parts = []
     if pinned:
-        defaults = ", ".join(f"{n} {DEFAULT_GATE_BIAS.get(n, '0')}" for n in pinned)
-        parts.append(f"set the bias of {rf.layer!r}'s {', '.join(pinned)} back to Keras' default ({defaults}) "
-                     "instead of a large constant")
+        defaults = ", ".join(f"{DEFAULT_GATE_BIAS.get(n, '0')} for the {n}" for n in pinned)
+        parts.append(f"set the bias of the {', '.join(pinned)} in layer {rf.layer!r} back to Keras' default "
+                     f"({defaults}) instead of a large constant")
     if spread:
         parts.append(f"scale the sequence fed to {rf.layer!r} to unit variance (a Normalization layer before it) and "
                      "keep Keras' initializers (glorot_uniform kernel, orthogonal recurrent_kernel) instead of larger "

@@ -220,7 +220,8 @@ def test_saturated_gates_one_finding_per_layer_naming_the_worst_gate():
     assert set(found[0].evidence["gates"]) == {"input_gate", "forget_gate", "cell_candidate", "output_gate",
                                                "cell_output"}
     # A gate pinned at one end is its bias' doing; one saturated at both ends, its inputs' scale.
-    assert "forget_gate back to Keras' default (forget_gate +1" in found[0].fix
+    assert "bias of the forget_gate in layer 'lstm' back to Keras' default (+1 (unit_forget_bias=True) for the" \
+        in found[0].fix
     assert "input_gate, cell_candidate pre-activations" in found[0].fix
 
 

@@ -48,6 +48,10 @@ def test_a_healthy_recurrent_model_trains_without_findings(make):
     (rf,) = report.facts.recurrent
     assert rf.timesteps == STEPS and rf.layer in ("lstm", "gru")
     assert all(float(np.median(g.saturated_fraction)) < 0.2 for g in rf.gates)
+    (row,) = [r for r in report.to_dict()["layers"] if r.get("recurrent")]
+    (direction,) = row["recurrent"]
+    assert direction["name"] == rf.layer and set(direction["gates"]) == {g.name for g in rf.gates}
+    assert len(direction["state_growth"]) == report.facts.steps
 
 
 def test_an_lstm_with_its_input_gate_shut_stalls_and_the_gate_is_named():
@@ -61,7 +65,7 @@ def test_an_lstm_with_its_input_gate_shut_stalls_and_the_gate_is_named():
     first = report.findings[0]
     assert (first.id, first.layer) == ("saturated-activation", "lstm/input_gate"), report.findings
     assert first.evidence["gates"]["input_gate"]["mean"] < 1e-6
-    assert "input_gate back to Keras' default" in first.fix
+    assert "bias of the input_gate in layer 'lstm' back to Keras' default (0 for the input_gate)" in first.fix
 
 
 def test_a_gru_whose_update_gate_holds_the_state_stalls_and_the_gate_is_named():
