@@ -95,3 +95,27 @@ def test_an_exploding_recurrent_forward_pass_is_the_cause_of_the_learning_rate_s
     assert "time steps" in first.message and first.evidence["recurrent_norms"]["state"] == pytest.approx(3.0, rel=1e-3)
     assert "learning-rate-too-high" in ids and "learning-rate-too-high" in first.explains
     assert first.confirmation["status"] == "confirmed"  # the re-initialized (orthogonal) recurrence trains
+
+
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_masked_padding_is_left_out_of_the_gates(mask_zero):
+    # Token 0 pads the second half of every sequence and embeds to a huge vector: unmasked, the
+    # padding steps saturate the gates; masked (Embedding(mask_zero=True) hands the LSTM a mask
+    # through the probe's graph), they are neither counted nor allowed to change the state.
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 10, size=(256, STEPS)).astype("int32")
+    tokens[:, STEPS // 2:] = 0
+    y = (tokens[:, :3].mean(axis=1, keepdims=True) / 10.0).astype("float32")
+    inp = keras.Input((STEPS,), dtype="int32")
+    embedding = keras.layers.Embedding(10, FEATURES, mask_zero=mask_zero)
+    out = keras.layers.Dense(1)(keras.layers.LSTM(UNITS, name="lstm")(embedding(inp)))
+    net = keras.Model(inp, out)
+    net.compile(keras.optimizers.Adam(1e-2), "mse")
+    table = embedding.embeddings.numpy()
+    table[0] = 50.0
+    embedding.embeddings.assign(table)
+    report = diagnose(net, tokens, y, steps=5)
+    (rf,) = report.facts.recurrent
+    worst = max(float(np.median(g.saturated_fraction)) for g in rf.gates)
+    assert (worst < 0.1) if mask_zero else (worst > 0.4), worst
