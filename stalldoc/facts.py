@@ -145,6 +145,49 @@ class LayerFacts:
 
 
 @dataclass
+class GateFacts:
+    """One gate of a recurrent layer (recomputed from its input sequence and weights), one value
+    per probe step; saturation as for a layer (local derivative < 5% of its peak), NaN for a gate
+    whose activation does not saturate (a ReLU SimpleRNN)."""
+
+    name: str  # "input_gate", "forget_gate", "cell_candidate", "output_gate", "cell_output" (tanh of the
+    # LSTM cell state), "update_gate", "reset_gate", "candidate" (GRU), "state" (SimpleRNN)
+    activation: str | None
+    saturated_fraction: np.ndarray
+    mean: np.ndarray  # mean gate value
+    mean_gain: np.ndarray  # mean local derivative relative to its peak
+
+
+@dataclass
+class RecurrentFacts:
+    """An LSTM, GRU or SimpleRNN layer (one direction of a Bidirectional one) unrolled again on the
+    probe's batches: its gates and how the state it carries grows over the time steps."""
+
+    layer: str  # the layer's path, with "/forward" or "/backward" for a Bidirectional layer's halves
+    index: int  # the layer's index (as LayerFacts.index)
+    kind: str  # "LSTM", "GRU" or "SimpleRNN"
+    units: int
+    gates: list[GateFacts]
+    # RMS of the carried state (LSTM: the cell state c, else the hidden state h), per probe step: at
+    # its first non-zero time step, at the last one, and its peak over the sequence.
+    state_rms_first: np.ndarray
+    state_rms_last: np.ndarray
+    state_rms_peak: np.ndarray
+    timesteps: int | None = None
+    # Largest singular value of each gate's block of the recurrent kernel, before the first step.
+    recurrent_norms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def time_growth(self) -> np.ndarray:
+        """Per step: the state's peak RMS over its RMS at the first non-zero time step."""
+        with np.errstate(all="ignore"):
+            return self.state_rms_peak / self.state_rms_first
+
+    def gate(self, name: str) -> GateFacts | None:
+        return next((g for g in self.gates if g.name == name), None)
+
+
+@dataclass
 class VariableFacts:
     """One trainable variable, one value per probe step."""
 
@@ -368,6 +411,9 @@ class Facts:
     outputs: list[OutputFacts] | None = None
     # Set on a per-output view: the name of the output it describes.
     output: str | None = None
+
+    # Recurrent layers unrolled again for their gates (see stalldoc.probe.recurrent).
+    recurrent: list[RecurrentFacts] = field(default_factory=list)
 
     def for_output(self, out: OutputFacts) -> Facts:
         """This output's view: the whole model's facts with the loss, targets, predictions, task

@@ -303,6 +303,9 @@ class Report:
         vanishing-gradient detector measures it. ``saturated_fraction`` is per step for
         saturating layers; ``dead_fraction`` is the share of a ReLU-family layer's units
         active on fewer samples than dead-relu's ``min_active_rate`` (as the diagnosis ran it).
+        ``recurrent`` (LSTM, GRU, SimpleRNN layers): per direction, each gate's saturated
+        fraction and mean per step, the state's growth over the time steps per step, and the
+        recurrent kernel's largest singular value per gate.
         """
         if self.facts is None:
             return list(self.layers or [])
@@ -334,6 +337,15 @@ class Report:
                 entry["saturated_fraction"] = [float(f) for f in lf.saturated_fraction]
             if lf.unit_active_rate is not None and lf.unit_active_rate.size:
                 entry["dead_fraction"] = float(np.mean(lf.unit_active_rate < dead_below))
+            recurrent = [rf for rf in self.facts.recurrent if rf.index == lf.index]
+            if recurrent:  # LSTM/GRU/SimpleRNN: per direction, per gate, per step
+                entry["recurrent"] = [{
+                    "name": rf.layer, "kind": rf.kind, "timesteps": rf.timesteps,
+                    "gates": {g.name: {"saturated_fraction": [float(v) for v in g.saturated_fraction],
+                                       "mean": [float(v) for v in g.mean]} for g in rf.gates},
+                    "state_growth": [float(v) for v in rf.time_growth],
+                    "recurrent_norms": dict(rf.recurrent_norms),
+                } for rf in recurrent]
             out.append(entry)
         return out
 

@@ -11,11 +11,13 @@ from stalldoc.facts import (
     SATURATING,
     ArrayFacts,
     Facts,
+    GateFacts,
     LayerFacts,
     LossFacts,
     LossProbeFacts,
     ModelFacts,
     PredictionFacts,
+    RecurrentFacts,
     VariableFacts,
     activation_family,
 )
@@ -66,6 +68,38 @@ def variable(path: str, layer_index: int, *, grad_norm: float | list[float] = 1e
     return VariableFacts(path=path, layer=path.split("/")[0], layer_index=layer_index, shape=shape,
                          grad_is_none=grad_is_none, grad_norm=g, grad_mean_abs=g / np.sqrt(size),
                          weight_norm=np.full(STEPS, weight_norm), update_ratio=np.full(STEPS, update_ratio))
+
+
+GATE_ACTIVATIONS = {
+    "LSTM": (("input_gate", "sigmoid"), ("forget_gate", "sigmoid"), ("cell_candidate", "tanh"),
+             ("output_gate", "sigmoid"), ("cell_output", "tanh")),
+    "GRU": (("update_gate", "sigmoid"), ("reset_gate", "sigmoid"), ("candidate", "tanh")),
+    "SimpleRNN": (("state", "tanh"),),
+}
+
+
+def recurrent(name: str = "lstm", index: int = 1, *, kind: str = "LSTM", units: int = 16, timesteps: int = 20,
+              saturated: dict[str, float] | None = None, means: dict[str, float] | None = None,
+              state_first: float = 0.5, state_peak: float | list[float] = 1.5,
+              recurrent_norms: dict[str, float] | None = None, relu: bool = False) -> RecurrentFacts:
+    """A recurrent layer's gate facts: every gate unsaturated (mean 0.5 for sigmoids, 0 for tanh)
+    unless ``saturated``/``means`` say otherwise; ``relu`` makes a SimpleRNN's state unsaturable."""
+    saturated, means = saturated or {}, means or {}
+    gates = []
+    for gate, act in GATE_ACTIVATIONS[kind]:
+        if relu:
+            act = "relu"
+        measured = act != "relu"
+        gates.append(GateFacts(
+            name=gate, activation=act,
+            saturated_fraction=np.full(STEPS, saturated.get(gate, 0.0) if measured else np.nan),
+            mean=np.full(STEPS, means.get(gate, 0.5 if act == "sigmoid" else 0.0)),
+            mean_gain=np.full(STEPS, (1.0 - saturated.get(gate, 0.0)) if measured else np.nan)))
+    peak = np.broadcast_to(np.asarray(state_peak, dtype=float), (STEPS,)).copy()
+    return RecurrentFacts(layer=name, index=index, kind=kind, units=units, gates=gates,
+                          state_rms_first=np.full(STEPS, state_first), state_rms_last=peak.copy(),
+                          state_rms_peak=peak, timesteps=timesteps,
+                          recurrent_norms=recurrent_norms if recurrent_norms is not None else {})
 
 
 def mlp_layers(activations: list[str]) -> list[LayerFacts]:

@@ -214,15 +214,20 @@ def _learning_rate(ctx: Context) -> Prepared:
 
 
 def _reinit_kernels(ctx: Context) -> Prepared:
+    import keras
+
     from stalldoc.facts import RELU_FAMILY
     from stalldoc.probe.instrument import activation_name, family_of
 
     owners: dict[int, Any] = {}
+    recurrent: set[int] = set()  # variables of RNN layers: Keras' RNN defaults, not He normal
 
     def visit(layer) -> None:
         for sub in getattr(layer, "layers", []) or []:
             for v in getattr(sub, "weights", []):
                 owners[id(v)] = sub  # the innermost layer that holds the variable wins
+                if isinstance(sub, (keras.layers.RNN, keras.layers.Bidirectional)):
+                    recurrent.add(id(v))
             visit(sub)
 
     visit(ctx.step.model)
@@ -231,11 +236,13 @@ def _reinit_kernels(ctx: Context) -> Prepared:
     for v in ctx.step.tvars:
         name = str(getattr(v, "name", "")).split("/")[-1].split(":")[0]
         shape = tuple(int(s) for s in v.shape)
-        if name.endswith("kernel") and len(shape) >= 2:
+        if name == "recurrent_kernel" and len(shape) == 2:
+            values.append((v, _orthogonal(rng, shape)))  # Keras' default: singular values 1, no growth in time
+        elif name.endswith("kernel") and len(shape) >= 2:
             receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
             fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
             owner = owners.get(id(v))
-            if owner is not None and family_of(activation_name(owner)) == RELU_FAMILY:
+            if owner is not None and id(v) not in recurrent and family_of(activation_name(owner)) == RELU_FAMILY:
                 value = rng.normal(0.0, math.sqrt(2.0 / fan_in), shape)  # He normal
             else:
                 limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform
@@ -251,6 +258,14 @@ def _reinit_kernels(ctx: Context) -> Prepared:
             v.assign(value.astype(str(getattr(v.dtype, "name", v.dtype)).replace("tf.", "")))
 
     return ctx.problem, prepare
+
+
+def _orthogonal(rng, shape: tuple[int, int]) -> np.ndarray:
+    """A (semi-)orthogonal matrix, as keras.initializers.Orthogonal draws it."""
+    rows, cols = shape
+    q, r = np.linalg.qr(rng.normal(size=(max(rows, cols), min(rows, cols))))
+    q = q * np.sign(np.diag(r))
+    return q.T if rows < cols else q
 
 
 def _zero_output_bias(ctx: Context) -> Prepared:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp, used_as_indices
-from stalldoc.facts import RELU_FAMILY, SATURATING, Facts
+from stalldoc.facts import RELU_FAMILY, SATURATING, Facts, RecurrentFacts
 from stalldoc.findings import Finding, Severity
 
 
@@ -26,7 +26,12 @@ class SaturatedActivation(Detector):
         function. An output counts as saturated when the activation's local derivative
         there is below 5% of its peak (sigmoid below 0.013 or above 0.987, |tanh| > 0.975);
         a softmax row when 1 - sum(p^2) is below 5% of its value at the uniform
-        distribution (one class takes almost all the mass).
+        distribution (one class takes almost all the mass). The gates of LSTM and GRU
+        layers too (input, forget, output gates and the cell candidate; update, reset gates
+        and the candidate), recomputed at every time step from the layer's input sequence
+        and weights: the finding names the most saturated gate (``lstm/forget_gate``) and
+        gives each gate's mean (a forget gate stuck near 0 forgets at every step; a GRU
+        update gate stuck near 1 never lets its state change).
 
     Why it stalls training:
         Backpropagation multiplies the gradient by that local derivative: a saturated unit
@@ -36,12 +41,13 @@ class SaturatedActivation(Detector):
         Normalize the inputs; use a variance-preserving initializer (glorot for
         sigmoid/tanh); add BatchNormalization before the activation; or switch hidden
         layers to ReLU/GELU. Lower the learning rate if saturation appears after a few steps.
+        Recurrent gates: see the finding's fix (input scaling, the gate biases, clipping).
 
     Thresholds:
-        max_saturated_fraction: report a layer when more than this fraction of its outputs
-            is saturated (median over the probe's steps). While the loss still moves, a
-            saturated hidden layer is a note (info) and the output layer is not reported: a
-            confident output is what training produces.
+        max_saturated_fraction: report a layer (or a recurrent layer's gate) when more than
+            this fraction of its outputs is saturated (median over the probe's steps). While
+            the loss still moves, a saturated hidden layer is a note (info) and the output
+            layer is not reported: a confident output is what training produces.
     """
 
     id = "saturated-activation"
@@ -51,13 +57,21 @@ class SaturatedActivation(Detector):
     thresholds = (
         Threshold("max_saturated_fraction", 0.5, "fraction of saturated outputs per layer"),
     )
-    # A fully saturated float32 sigmoid returns exactly 0 or 1: its gradient is exactly zero.
-    explains = ("vanishing-gradient", "disconnected-gradient")
+    # A fully saturated float32 sigmoid returns exactly 0 or 1: its gradient is exactly zero;
+    # a gradient shrunk by saturation makes every update tiny, whatever the learning rate.
+    explains = ("vanishing-gradient", "disconnected-gradient", "learning-rate-too-low")
 
     def check(self, facts: Facts) -> list[Finding]:
         layers = [lf for lf in facts.layers if lf.family == SATURATING and lf.saturated_fraction is not None]
-        if not layers:
-            raise Skip("no sigmoid/tanh/softmax layers with measured outputs")
+        gated = [rf for rf in facts.recurrent if any(_measured(g.saturated_fraction) for g in rf.gates)]
+        if not layers and not gated:
+            raise Skip("no sigmoid/tanh/softmax layers or recurrent gates with measured outputs")
+        out = self._layers(facts, layers)
+        for rf in gated:
+            out.extend(self._gates(facts, rf))
+        return out
+
+    def _layers(self, facts: Facts, layers) -> list[Finding]:
         last_index = max(lf.index for lf in facts.layers)
         moving = facts.loss_moving
         out = []
@@ -81,6 +95,72 @@ class SaturatedActivation(Detector):
                           "threshold": self.t["max_saturated_fraction"], "activation": lf.activation},
             ))
         return out
+
+    def _gates(self, facts: Facts, rf: RecurrentFacts) -> list[Finding]:
+        """One finding per recurrent layer whose gates saturate, named after the worst gate."""
+        limit = self.t["max_saturated_fraction"]
+        stats = {g.name: (float(np.median(g.saturated_fraction)), float(np.median(g.mean)),
+                          float(np.median(g.mean_gain)), g) for g in rf.gates if _measured(g.saturated_fraction)}
+        saturated = [(name, s) for name, s in stats.items() if s[0] > limit]
+        if not saturated:
+            return []
+        name, (fraction, _, gain, worst) = max(saturated, key=lambda item: item[1][0])
+        moving = facts.loss_moving
+        listed = ", ".join(f"{n} {fmt(f * 100)}% (mean {fmt(m)})" for n, (f, m, _, _) in saturated)
+        stuck = [(n, m) for n, (_, m, _, _) in stats.items() if n in MEMORY_GATES and (m < 0.05 or m > 0.95)]
+        stuck_text = "".join(f"; its {n} is stuck near {int(m > 0.5)} (mean {fmt(m)}): {MEMORY_GATES[n][m > 0.5]}"
+                             for n, m in stuck)
+        return [self.finding(
+            f"{rf.kind} layer {rf.layer!r}: gates saturated on more than {fmt(limit * 100)}% of their values over "
+            f"{rf.timesteps} time steps: {listed}; the most saturated passes {fmt(gain * 100)}% of its peak "
+            f"derivative{stuck_text}" + moving_note(facts),
+            confidence=(0.55 + 0.4 * ramp(fraction, limit, 1.0)) * (0.5 if moving else 1),
+            severity=Severity.INFO if moving else None,
+            layer=f"{rf.layer}/{name}",
+            fix=gate_fix(rf, [(n, s[1]) for n, s in saturated]),
+            evidence={"saturated_fraction": fraction, "mean_gain": gain, "threshold": limit,
+                      "activation": worst.activation, "gate": name, "recurrent_layer": rf.layer,
+                      "gates": {n: {"saturated_fraction": f, "mean": m, "mean_gain": g}
+                                for n, (f, m, g, _) in stats.items()},
+                      "recurrent_norms": rf.recurrent_norms},
+        )]
+
+
+# Gates that decide what the state keeps, and what each does when stuck near (0, 1).
+MEMORY_GATES = {
+    "forget_gate": ("the cell state is wiped at every step (no memory)",
+                    "the cell state keeps everything and only grows"),
+    "update_gate": ("the state is replaced at every step (no memory)",
+                    "the state never changes from its initial value"),
+}
+# Keras' default bias of each gate (unit_forget_bias=True gives the forget gate +1).
+DEFAULT_GATE_BIAS = {"forget_gate": "+1 (unit_forget_bias=True)"}
+
+
+def _measured(values) -> bool:
+    return values is not None and np.asarray(values).size > 0 and bool(np.all(np.isfinite(values)))
+
+
+def gate_fix(rf: RecurrentFacts, saturated: list[tuple[str, float]]) -> str:
+    """What to change for the saturated gates of a recurrent layer. A gate pinned at one end
+    (mean near 0 or 1) is pushed there by its bias; one saturated at both ends (mean near the
+    middle) by pre-activations too large for its inputs' scale or its kernel."""
+    sigmoid = [(n, m) for n, m in saturated if n not in ("cell_candidate", "candidate", "cell_output", "state")]
+    pinned = [n for n, m in sigmoid if m < 0.05 or m > 0.95]
+    spread = [n for n, _ in saturated if n not in pinned]
+    parts = []
+    if pinned:
+        defaults = ", ".join(f"{DEFAULT_GATE_BIAS.get(n, '0')} for the {n}" for n in pinned)
+        parts.append(f"set the bias of the {', '.join(pinned)} in layer {rf.layer!r} back to Keras' default "
+                     f"({defaults}) instead of a large constant")
+    if spread:
+        parts.append(f"scale the sequence fed to {rf.layer!r} to unit variance (a Normalization layer before it) and "
+                     "keep Keras' initializers (glorot_uniform kernel, orthogonal recurrent_kernel) instead of larger "
+                     f"ones, so the {', '.join(spread)} pre-activations stay in the sigmoid/tanh's slope")
+    parts.append("if the gates saturate only after some steps, lower the learning rate and clip gradients "
+                 "(clipnorm=1.0)")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
 
 
 class DeadRelu(Detector):
@@ -237,10 +317,20 @@ class ExplodingActivation(Detector):
         the thousands. Sigmoid/tanh units behind them saturate, the gradients grow with the
         activations, and one step at any usual learning rate can turn the loss NaN.
 
+        A recurrent layer (LSTM, GRU, SimpleRNN) is also followed through time: its carried
+        state (the LSTM's cell state, else the hidden state), recomputed from the layer's
+        input sequence at the first step, exploding when its peak RMS over the sequence is
+        more than ``max_growth`` times its RMS after the first time step and more than
+        ``min_output_rms``. Each step multiplies the state by the recurrent kernel, so a
+        kernel whose largest singular value exceeds 1 under an unbounded activation (a ReLU
+        SimpleRNN) grows it geometrically; LSTM and GRU states grow at most linearly.
+
     How to fix:
         Use a variance-preserving initializer (glorot_uniform, the Keras default, or
         he_normal before ReLU) instead of a large fixed scale (RandomNormal(stddev=1), ones,
         a large Constant); add BatchNormalization or LayerNormalization between layers.
+        Recurrent layers: keep the orthogonal recurrent_initializer (Keras' default; its
+        singular values are 1), use tanh rather than ReLU, or an LSTM/GRU.
 
     Thresholds:
         max_growth: output RMS / the RMS of the first weighted layer's input. Glorot/He
@@ -250,6 +340,7 @@ class ExplodingActivation(Detector):
         min_output_rms: the output RMS must also exceed this, two orders above the unit
             scale initializers aim for: growth from tiny inputs up to unit scale (a
             normalization layer after inputs of RMS 1e-4) is harmless.
+            The same two thresholds apply to a recurrent state's growth over the time steps.
     """
 
     id = "exploding-activation"
@@ -263,6 +354,50 @@ class ExplodingActivation(Detector):
     explains = ("exploding-gradient", "saturated-activation", "learning-rate-too-high", "large-output-norm")
 
     def check(self, facts: Facts) -> list[Finding]:
+        recurrent = self._recurrent(facts)
+        try:
+            layered = self._layers(facts)
+        except Skip:
+            if not facts.recurrent:
+                raise
+            layered = []
+        # The explosion furthest upstream; a recurrent one names its cause more precisely.
+        found = sorted([*recurrent, *layered], key=lambda item: (item[0], item[1]))
+        return [found[0][2]] if found else []
+
+    def _recurrent(self, facts: Facts) -> list[tuple[int, int, Finding]]:
+        out = []
+        for rf in facts.recurrent:
+            if not rf.state_rms_first.size:
+                continue
+            first, peak, growth = (float(rf.state_rms_first[0]), float(rf.state_rms_peak[0]),
+                                   float(rf.time_growth[0]))
+            if math.isnan(growth) or not (growth > self.t["max_growth"] and peak > self.t["min_output_rms"]):
+                continue
+            non_finite = not math.isfinite(facts.progress)
+            moving = facts.loss_moving
+            norm = max(rf.recurrent_norms.values(), default=float("nan"))
+            norm_text = (f"; its recurrent kernel's largest singular value is {fmt(norm)}"
+                         + (" (> 1: each step stretches the state)" if norm > 1 else "")) if math.isfinite(norm) else ""
+            note = "; the loss became non-finite" if non_finite else moving_note(facts)
+            out.append((rf.index, 0, self.finding(
+                f"at initialization the state of {rf.kind} layer {rf.layer!r} grows {fmt(growth)}x over its "
+                f"{rf.timesteps} time steps (RMS {fmt(first)} after the first, peak {fmt(peak)}) > "
+                f"{fmt(self.t['max_growth'])}x: the recurrent forward pass explodes{norm_text}{note}",
+                confidence=(0.6 + 0.35 * ramp(math.log10(min(growth, 1e30) / self.t["max_growth"]), 0, 3))
+                * (0.5 if moving else 1),
+                severity=Severity.INFO if moving else Severity.ERROR if non_finite else None,
+                layer=rf.layer,
+                fix=(f"Keep {rf.layer!r}'s recurrent kernel at spectral norm <= 1 (Keras' default orthogonal "
+                     "recurrent_initializer) instead of a larger scale; use tanh rather than an unbounded "
+                     "activation, or an LSTM/GRU; clip gradients (clipnorm=1.0) while it trains."),
+                evidence={"state_rms_first": first, "state_rms_peak": peak,
+                          "growth": growth if math.isfinite(growth) else None, "timesteps": rf.timesteps,
+                          "recurrent_norms": rf.recurrent_norms, "threshold": self.t["max_growth"]},
+            )))
+        return out
+
+    def _layers(self, facts: Facts) -> list[tuple[int, int, Finding]]:
         scale, reference = input_scale(facts)
         weighted = [lf.index for lf in facts.layers if lf.params > 0]
         start = min(weighted) if weighted else 0
@@ -285,7 +420,7 @@ class ExplodingActivation(Detector):
         peak_text = (f"; it peaks at {fmt(peak_rms)} ({fmt(peak)}x) in layer {peak_lf.name!r}"
                      if peak_lf is not lf else "")
         note = "; the loss became non-finite" if non_finite else moving_note(facts)
-        return [self.finding(
+        return [(lf.index, 1, self.finding(
             f"at initialization layer {lf.name!r} ({lf.class_name}) outputs RMS {fmt(rms)}, {fmt(ratio)}x the "
             f"RMS {fmt(scale)} of {reference} > {fmt(self.t['max_growth'])}x: the forward signal explodes "
             f"there{peak_text}{note}",
@@ -295,7 +430,7 @@ class ExplodingActivation(Detector):
             evidence={"output_rms": rms, "input_rms": scale, "growth": ratio if math.isfinite(ratio) else None,
                       "peak_growth": peak if math.isfinite(peak) else None, "peak_layer": peak_lf.name,
                       "threshold": self.t["max_growth"]},
-        )]
+        ))]
 
 
 def input_scale(facts: Facts) -> tuple[float, str]:

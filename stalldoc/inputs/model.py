@@ -69,7 +69,8 @@ def _check_archive(path: str) -> None:
         raise InputError(f"{path}: corrupt .keras file (member {bad} fails its checksum)")
 
 
-SUBCLASSED_NOTE = "subclassed model: per-layer activations are not measured; gradients and updates are"
+SUBCLASSED_NOTE = ("subclassed model: diagnosed through a functional view of its call(); gradients and updates "
+                   "of every variable, outputs of the tracked layers its call() runs")
 
 
 def import_user_modules(specs) -> None:
@@ -138,7 +139,7 @@ def load_model(path: str, *, unsafe: bool = False, custom_objects: dict[str, Any
     ``imports`` (``--import``) are imported first. When the compiled loss or optimizer cannot
     be rebuilt (a custom function the user did not supply), the model is loaded without its
     compile information and a note says so. A subclassed model is returned as a functional
-    view of itself (``functional_view``), with a note on what is not measured.
+    view of itself (``functional_view``), with a note saying so (the probe adds what it could not measure).
     """
     check_model_path(path)
     quiet_tensorflow()

@@ -183,6 +183,7 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     keras.utils.set_random_seed(seed)
     multi = isinstance(loss, list)
     step = InstrumentedStep(model, [one.fn for one in loss] if multi else loss.fn, weights)
+    notes.extend(step.inst.notes)  # what could not be measured
     initial_state = step.snapshot()
     initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
@@ -309,6 +310,7 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         model=model_facts, inputs=input_facts, targets=target_facts, loss=loss_facts,
         layers=assemble.layer_facts(step, records),
         variables=assemble.variable_facts(step, records, initial_values, [v.numpy() for v in step.tvars]),
+        recurrent=assemble.recurrent_facts(step, records, initial_values),
         steps=len(records), batch_size=batch, seed=seed,
         planned_steps=horizon.steps if horizon.max_steps > horizon.steps else None,
         predictions=predictions,

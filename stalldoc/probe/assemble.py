@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from stalldoc.facts import RELU_FAMILY, SATURATING, LayerFacts, ModelFacts, PredictionFacts, VariableFacts
+from stalldoc.facts import (
+    RELU_FAMILY,
+    SATURATING,
+    GateFacts,
+    LayerFacts,
+    ModelFacts,
+    PredictionFacts,
+    RecurrentFacts,
+    VariableFacts,
+)
 from stalldoc.probe.instrument import activation_name, count_params, family_of, variable_owners
 
 
@@ -82,6 +91,33 @@ def layer_facts(step, records: list[dict]) -> list[LayerFacts]:
                 r_i += 1
         layers.append(lf)
     return layers
+
+
+def recurrent_facts(step, records: list[dict], initial_values: list[np.ndarray]) -> list[RecurrentFacts]:
+    """One RecurrentFacts per unrolled direction (stalldoc.probe.recurrent), in records' order."""
+    from stalldoc.probe.recurrent import GATES, PER_GATE, largest_singular_values
+
+    if not records:
+        return []
+    initial = {id(v): value for v, value in zip(step.tvars, initial_values)}
+    out = []
+    k = 0
+    for entry, found in step.inst.recurrent:
+        for direction in found:
+            stats = np.stack([np.asarray(r["rnn"][k], dtype=np.float64) for r in records])
+            k += 1
+            gates = [GateFacts(name=name, activation=act, saturated_fraction=stats[:, PER_GATE * g],
+                               mean=stats[:, PER_GATE * g + 1], mean_gain=stats[:, PER_GATE * g + 2])
+                     for g, (name, act) in enumerate(zip(GATES[direction.kind], direction.gate_activations()))]
+            kernel = direction.cell.recurrent_kernel
+            value = initial.get(id(kernel))
+            out.append(RecurrentFacts(
+                layer=direction.path, index=entry.index, kind=direction.kind, units=int(direction.cell.units),
+                gates=gates, state_rms_first=stats[:, -4], state_rms_last=stats[:, -3],
+                state_rms_peak=stats[:, -2], timesteps=int(stats[0, -1]),
+                recurrent_norms=largest_singular_values(direction, value if value is not None else kernel.numpy()),
+            ))
+    return out
 
 
 def _units(layer) -> int | None:

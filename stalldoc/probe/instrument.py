@@ -22,7 +22,13 @@ def activation_name(layer) -> str | None:
         return "relu" if not getattr(layer, "negative_slope", 0.0) else "leaky_relu"
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
-    fn = getattr(layer, "activation", None)
+    return function_name(getattr(layer, "activation", None))
+
+
+def function_name(fn) -> str | None:
+    """An activation function's serialized name ("sigmoid"), None for None."""
+    import keras
+
     if fn is None:
         return None
     try:
@@ -101,18 +107,133 @@ def graph_of(layer):
 @dataclass
 class Entry:
     """One layer as the probe reports it: ``path`` is its name inside nested models
-    (``base/block_3_expand_relu``); ``index`` orders every entry (nested ones included)."""
+    (``base/block_3_expand_relu``); ``index`` orders every entry (nested ones included).
+    A tracked layer of a subclassed model has no node: ``group`` is the subclassed model's
+    node, whose call runs it (see ``Capture``)."""
 
     path: str
     layer: object
     index: int
     node: object = None  # its first call in its own model's graph
     measured: bool = False
+    group: object = None  # the node of the subclassed model that calls it
+    float_input: bool = False  # a captured layer's first input is one float tensor
+    called: bool = True  # False: a subclassed model's tracked layer that its call never runs
+
+    @property
+    def key(self) -> int:
+        """What the tap files its output under: its node, or (captured layers) the layer."""
+        return id(self.node) if self.node is not None else id(self.layer)
 
 
-def flatten(model, prefix: str = "", start: int = 0, top: bool = True) -> tuple[list[Entry], int]:
+def is_subclassed_layer(layer) -> bool:
+    """A ``keras.Model`` subclass (no graph of its own): its tracked layers are measured by
+    capturing their calls (``Capture``)."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    return isinstance(layer, keras.Model) and not isinstance(layer, (Functional, keras.Sequential))
+
+
+def _opens(layer) -> bool:
+    """Inside a subclassed model: descend into nested functional models and into custom
+    layers that hold layers; built-in Keras layers (LSTM, Bidirectional, ...) are leaves."""
+    if graph_of(layer) is not None and layer.layers:
+        return True
+    return not type(layer).__module__.startswith("keras") and bool(getattr(layer, "_layers", None))
+
+
+def tracked_leaves(layer, prefix: str, depth: int = 0, seen: set[int] | None = None) -> list[tuple[str, object]]:
+    """(path, layer) of every layer a subclassed ``layer`` tracks, custom containers opened."""
+    import keras
+
+    seen = set() if seen is None else seen
+    subs = layer.layers if graph_of(layer) is not None else (getattr(layer, "_layers", None) or [])
+    out = []
+    for sub in subs:
+        if isinstance(sub, keras.layers.InputLayer) or id(sub) in seen:
+            continue
+        seen.add(id(sub))
+        path = f"{prefix}/{sub.name}"
+        if depth < 8 and _opens(sub):
+            out.extend(tracked_leaves(sub, path, depth + 1, seen))
+        else:
+            out.append((path, sub))
+    return out
+
+
+class Capture:
+    """Wraps the ``call`` of a subclassed model's tracked layers while it runs (a context
+    manager, entered only while the step is traced) and keeps each layer's first call: its
+    output, its arguments, in call order. The wrappers are instance attributes, removed on exit."""
+
+    def __init__(self, layers: list):
+        self.layers = layers
+        self.reset()
+
+    def reset(self) -> None:
+        self.order: list[int] = []
+        self.outputs: dict[int, object] = {}
+        self.calls: dict[int, tuple] = {}
+
+    def __enter__(self):
+        for layer in self.layers:
+            original = layer.__dict__.get("call")
+            bound = layer.call
+
+            def wrapped(*args, _layer=layer, _bound=bound, **kwargs):
+                outputs = _bound(*args, **kwargs)
+                key = id(_layer)
+                if key not in self.outputs:
+                    self.order.append(key)
+                    self.outputs[key] = outputs
+                    self.calls[key] = (args, kwargs)
+                return outputs
+
+            object.__setattr__(layer, "_stalldoc_call", original)
+            object.__setattr__(layer, "call", wrapped)
+        return self
+
+    def __exit__(self, *exc):
+        for layer in self.layers:
+            original = layer.__dict__.pop("_stalldoc_call", None)
+            if original is None:
+                object.__delattr__(layer, "call")
+            else:
+                object.__setattr__(layer, "call", original)
+        return False
+
+
+def _single_float(value) -> bool:
+    return not isinstance(value, (list, tuple, dict)) and _float_output(value)
+
+
+def _discover(op, node, leaves: list[tuple[str, object]]) -> Capture:
+    """Trace ``op`` (a subclassed model) once on its node's input specs with its tracked layers
+    captured: which of them its ``call`` runs, in which order, with what outputs."""
+    import tensorflow as tf
+    from keras.src.models.functional import operation_fn
+
+    capture = Capture([layer for _, layer in leaves])
+    specs = [tf.TensorSpec(t.shape, t.dtype) for t in node.input_tensors]
+
+    def trace(*xs):
+        values = {id(t): x for t, x in zip(node.input_tensors, xs)}
+        args, kwargs = node.arguments.fill_in(values)
+        with capture:
+            operation_fn(op, training=True)(*args, **kwargs)
+        return tf.constant(0.0)
+
+    tf.function(trace).get_concrete_function(*specs)
+    return capture
+
+
+def flatten(model, prefix: str = "", start: int = 0, top: bool = True,
+            notes: list[str] | None = None) -> tuple[list[Entry], int]:
     """Every layer of ``model`` with its path, nested functional/Sequential models replaced by
-    their own layers (recursively); InputLayers only at the top, where they keep their index."""
+    their own layers (recursively), a subclassed model by the tracked layers its call runs
+    (in call order; the ones it does not run first, unmeasured); InputLayers only at the top,
+    where they keep their index. What cannot be measured is said in ``notes``."""
     import keras
 
     entries: list[Entry] = []
@@ -126,11 +247,56 @@ def flatten(model, prefix: str = "", start: int = 0, top: bool = True) -> tuple[
         node = _node_in(layer, own)
         inner = graph_of(layer) if node is not None else None
         if inner is not None and layer.layers:
-            sub, index = flatten(layer, f"{prefix}{layer.name}/", index + 1, top=False)
+            sub, index = flatten(layer, f"{prefix}{layer.name}/", index + 1, top=False, notes=notes)
             entries.extend(sub)
             continue
+        if node is not None and is_subclassed_layer(layer):
+            sub, index = _subclassed_entries(layer, node, prefix, index, notes)
+            if sub:
+                entries.extend(sub)
+                continue
         entries.append(Entry(path=prefix + layer.name, layer=layer, index=index, node=node))
         index += 1
+    return entries, index
+
+
+def _subclassed_entries(layer, node, prefix: str, index: int, notes: list[str] | None) -> tuple[list[Entry], int]:
+    """The entries of a subclassed model's tracked layers; none when its call cannot be traced
+    with them captured (it is then measured as one layer)."""
+    from stalldoc.errors import one_line
+
+    leaves = tracked_leaves(layer, prefix + layer.name)
+    if not leaves:
+        return [], index
+    try:
+        capture = _discover(layer, node, leaves)
+    except Exception as exc:  # noqa: BLE001 - its call could not be traced with wrapped layers
+        if notes is not None:
+            notes.append(f"subclassed model {layer.name!r}: its layers' outputs could not be captured "
+                         f"({type(exc).__name__}: {one_line(exc)}); only its own output is measured")
+        return [], index
+    by_id = {id(sub): path for path, sub in leaves}
+    uncalled = [(path, sub) for path, sub in leaves if id(sub) not in capture.outputs]
+    called = [(by_id[key], next(s for _, s in leaves if id(s) == key)) for key in capture.order]
+    entries, skipped = [], []
+    for path, sub in [*uncalled, *called]:
+        entry = Entry(path=path, layer=sub, index=index, group=node, called=id(sub) in capture.outputs)
+        output = capture.outputs.get(id(sub))
+        if not entry.called:
+            skipped.append(f"{path} (not called)")
+        elif _single_float(output):
+            entry.measured = True
+            args = capture.calls[id(sub)][0]
+            entry.float_input = bool(args) and _single_float(args[0])
+        else:
+            skipped.append(f"{path} (not one float output)")
+        entries.append(entry)
+        index += 1
+    if notes is not None:
+        text = (f"subclassed model {layer.name!r}: outputs measured for {len(leaves) - len(skipped)} of its "
+                f"{len(leaves)} tracked layers, as its call() runs them; operations applied in call() outside "
+                "layers (e.g. an activation function called directly) are not measured")
+        notes.append(text + (f"; not measured: {', '.join(skipped)}" if skipped else ""))
     return entries, index
 
 
@@ -154,17 +320,22 @@ def variable_owners(layers) -> dict[int, tuple[str, int]]:
 
 class _Tap:
     """Runs the model's graph the way ``Functional.call`` does, descending into nested
-    functional/Sequential models instead of calling them, and keeps the outputs (and inputs)
-    of the nodes it is asked for: every layer runs once, in one traced step."""
+    functional/Sequential models instead of calling them, and keeps the outputs (and inputs,
+    and call arguments) of the nodes it is asked for; a subclassed model's node runs with its
+    tracked layers captured (``groups``): every layer runs once, in one traced step."""
 
-    def __init__(self, model, taps: set[int], inputs_of: set[int]):
+    def __init__(self, model, taps: set[int], inputs_of: set[int], calls_of: set[int] = frozenset(),
+                 groups: dict[int, list] | None = None):
         self.model = model
         self.taps = taps
         self.inputs_of = inputs_of
+        self.calls_of = calls_of
+        self.groups = groups or {}  # id(node) of a subclassed model -> the layers to capture
 
     def run(self, inputs, training):
         self.seen: dict[int, object] = {}
         self.seen_inputs: dict[int, object] = {}
+        self.seen_calls: dict[int, tuple] = {}
         graph = graph_of(self.model) or self.model
         outs = self._execute(graph, inputs[0] if len(inputs) == 1 else list(inputs), training)
         return outs
@@ -185,18 +356,33 @@ class _Tap:
                 args, kwargs = node.arguments.fill_in(values)
                 op = node.operation
                 inner = graph_of(op)
+                key = id(node)
                 if inner is not None and op.layers:
                     outputs = self._nested(inner, op, args, kwargs, training)
+                elif key in self.groups:
+                    capture = Capture(self.groups[key])
+                    with capture:
+                        outputs = operation_fn(op, training=training)(*args, **kwargs)
+                    self._keep_captured(capture)
                 else:
                     outputs = operation_fn(op, training=training)(*args, **kwargs)
-                key = id(node)
-                if key in self.taps and key not in self.seen:
-                    self.seen[key] = outputs
-                if key in self.inputs_of and key not in self.seen_inputs:
-                    self.seen_inputs[key] = args[0] if args else None
+                self._keep(key, outputs, args, kwargs)
                 for x, y in zip(node.outputs, tree.flatten(outputs)):
                     values[id(x)] = y
         return [values[id(x)] for x in graph.outputs]
+
+    def _keep(self, key, outputs, args, kwargs) -> None:
+        if key in self.taps and key not in self.seen:
+            self.seen[key] = outputs
+        if key in self.inputs_of and key not in self.seen_inputs:
+            self.seen_inputs[key] = args[0] if args else None
+        if key in self.calls_of and key not in self.seen_calls:
+            self.seen_calls[key] = (args, kwargs)
+
+    def _keep_captured(self, capture: Capture) -> None:
+        for key in capture.order:
+            args, kwargs = capture.calls[key]
+            self._keep(key, capture.outputs[key], args, kwargs)
 
     def _nested(self, inner, op, args, kwargs, training):
         """A nested model's call (``Functional.call``), run through its graph."""
@@ -221,38 +407,67 @@ class _Tap:
 
 class InstrumentedModel:
     """The model plus a way to run it that also returns the layers worth measuring, nested
-    sub-models' layers included (``entries``)."""
+    sub-models' layers included (``entries``), and the recurrent layers' gate statistics
+    (``recurrent_stats``). ``notes`` says what could not be measured."""
 
     def __init__(self, model):
         self.model = model
         self.layers = []  # (entry index, layer) whose outputs are collected, in extras' order
         self.first_weighted_input = None
         self.entries: list[Entry] = []
+        self.recurrent: list[tuple[Entry, list]] = []  # (entry, its recurrent.Direction list)
+        self.notes: list[str] = []
         self.tap = None
         outputs = getattr(model, "outputs", None)
-        if graph_of(model) is None or not outputs:  # e.g. subclassed models: measure gradients only
+        if graph_of(model) is None or not outputs:  # a model without a graph: measure gradients only
             self.n_outputs = 1
             return
         self.n_outputs = len(outputs)
-        self.entries, _ = flatten(model)
+        self.entries, _ = flatten(model, notes=self.notes)
         taps: list[int] = []
+        groups: dict[int, list] = {}
         for k, entry in enumerate(self.entries):
-            node = entry.node
-            if node is None or len(node.outputs) != 1 or not _float_output(node.outputs[0]):
-                continue
-            entry.measured = True
+            if entry.group is not None:
+                groups.setdefault(id(entry.group), []).append(entry.layer)
+                if not entry.measured:
+                    continue
+            else:
+                node = entry.node
+                if node is None or len(node.outputs) != 1 or not _float_output(node.outputs[0]):
+                    continue
+                entry.measured = True
             self.layers.append((k, entry.layer))
-            taps.append(id(node))
+            taps.append(entry.key)
         self.taps = taps
         first = next((e for e in self.entries if e.measured and e.layer.trainable_weights), None)
         self.first_node = None
         if first is not None:
-            tensor = _single(first.node.input_tensors)
-            if not isinstance(tensor, (list, tuple)) and _float_output(tensor):
-                self.first_node = id(first.node)
+            if first.group is not None:
+                usable = first.float_input
+            else:
+                tensor = _single(first.node.input_tensors)
+                usable = not isinstance(tensor, (list, tuple)) and _float_output(tensor)
+            if usable:
+                self.first_node = first.key
                 self.first_weighted_input = len(taps)
-        self.tap = _Tap(model, set(taps), {self.first_node} if self.first_node else set())
+        self.recurrent = self._recurrent_entries()
+        self.tap = _Tap(model, set(taps), {self.first_node} if self.first_node else set(),
+                        {entry.key for entry, _ in self.recurrent}, groups)
         self._layer = _TapLayer(self.tap)
+
+    def _recurrent_entries(self) -> list[tuple[Entry, list]]:
+        from stalldoc.probe.recurrent import directions
+
+        out = []
+        for entry in self.entries:
+            if not entry.called or (entry.group is None and entry.node is None):
+                continue  # never called: nothing to unroll
+            found, reason = directions(entry.layer, entry.path)
+            if found:
+                out.append((entry, found))
+            elif reason:
+                self.notes.append(f"recurrent layer {reason}: its gates are not measured")
+        return out
 
     @property
     def graph(self):
@@ -268,6 +483,21 @@ class InstrumentedModel:
         if self.first_node is not None:
             extras.append(self.tap.seen_inputs[self.first_node])
         return list(outs), extras
+
+    def recurrent_stats(self) -> list:
+        """Per recurrent direction, its gate statistics (``recurrent.unroll_stats``), from the
+        sequences the last call (in the same trace) fed the layers; call it outside the
+        gradient tape and before the update."""
+        from stalldoc.probe.recurrent import call_inputs, unroll_stats
+
+        if self.tap is None:
+            return []
+        out = []
+        for entry, found in self.recurrent:
+            args, kwargs = self.tap.seen_calls[entry.key]
+            sequence, mask, initial = call_inputs(args, kwargs)
+            out.extend(unroll_stats(d, sequence, mask, initial) for d in found)
+        return out
 
 
 def _TapLayer(tap):

@@ -222,6 +222,11 @@ class InstrumentedStep:
         grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
         grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
         weight_norms = [tf.norm(v) for v in tvars]
+        # Gate statistics of recurrent layers: outside the tape, with this forward pass's weights
+        # (under a strategy, means over the replicas' slices).
+        recurrent = inst.recurrent_stats()
+        if across is not None and recurrent:
+            recurrent = across.mean(recurrent)
         before = [tf.identity(v) for v in tvars]
         pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
         if pairs:
@@ -257,6 +262,7 @@ class InstrumentedStep:
             "active": active,
             "first_rms": first_rms,
             "pred": pred,
+            "rnn": recurrent,
         }
         if self.output_losses is not None:
             record["output_loss"] = tf.stack(parts)  # each output's own loss

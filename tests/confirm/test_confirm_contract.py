@@ -45,10 +45,10 @@ def test_a_refuted_cause_comes_after_its_unconfirmed_peers_and_explains_nothing(
     # Upstream in the causal order, learning-rate-too-low would come first; refuted, it follows
     # its unexplained peer of the same severity (and still precedes the symptom explained by it).
     ranked = rank([finding("learning-rate-too-low", confirmation=REFUTED),
-                   finding("saturated-activation"), finding("vanishing-gradient")])
-    assert [f.id for f in ranked] == ["saturated-activation", "learning-rate-too-low", "vanishing-gradient"]
+                   finding("dead-relu"), finding("vanishing-gradient")])
+    assert [f.id for f in ranked] == ["dead-relu", "learning-rate-too-low", "vanishing-gradient"]
     assert ranked[1].explains == []
-    unrefuted = rank([finding("learning-rate-too-low"), finding("saturated-activation")])
+    unrefuted = rank([finding("learning-rate-too-low"), finding("dead-relu")])
     assert unrefuted[0].id == "learning-rate-too-low"
 
 

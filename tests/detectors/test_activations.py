@@ -183,3 +183,113 @@ def test_dead_relu_leaves_layers_fed_a_vanished_signal_and_frozen_layers_to_vani
     layers[0].output_mean, layers[0].output_std = np.full(F.STEPS, 0.5), np.full(F.STEPS, 0.5)
     layers[1].trainable_params = 0
     assert [f.layer for f in DeadRelu().check(facts)] == [layers[2].name]
+
+
+# --- recurrent layers: gates (saturated-activation) and state growth (exploding-activation) ---------
+
+def recurrent_facts(*recurrent, moving=False, **kw):
+    layers = [F.layer("embedding", 0, class_name="Embedding"), F.layer("lstm", 1, class_name="LSTM",
+                                                                       activation="tanh"), F.layer("out", 2)]
+    return F.facts(layers=layers, recurrent=list(recurrent), loss_initial=1.0, loss_final=0.5 if moving else 1.0,
+                   **kw)
+
+
+def test_healthy_gates_give_no_finding():
+    lstm = F.recurrent(saturated={"input_gate": 0.1, "forget_gate": 0.02})
+    gru = F.recurrent("gru", 2, kind="GRU", saturated={"update_gate": 0.3})
+    assert SaturatedActivation().check(recurrent_facts(lstm, gru)) == []
+
+
+@pytest.mark.parametrize("fraction,fires", [(0.49, False), (0.51, True)])
+def test_saturated_gate_threshold_both_sides(fraction, fires):
+    found = SaturatedActivation().check(recurrent_facts(F.recurrent(saturated={"output_gate": fraction})))
+    assert ids(found) == (["saturated-activation"] if fires else [])
+    if fires:
+        assert found[0].layer == "lstm/output_gate"
+        assert found[0].evidence["gate"] == "output_gate" and found[0].evidence["recurrent_layer"] == "lstm"
+
+
+def test_saturated_gates_one_finding_per_layer_naming_the_worst_gate():
+    lstm = F.recurrent(saturated={"input_gate": 0.8, "forget_gate": 0.95, "cell_candidate": 0.7},
+                       means={"forget_gate": 0.999})
+    found = SaturatedActivation().check(recurrent_facts(lstm))
+    assert len(found) == 1 and found[0].layer == "lstm/forget_gate"
+    message = found[0].message
+    assert "input_gate 80%" in message and "cell_candidate 70%" in message and "output_gate" not in message
+    assert "forget_gate is stuck near 1" in message
+    assert set(found[0].evidence["gates"]) == {"input_gate", "forget_gate", "cell_candidate", "output_gate",
+                                               "cell_output"}
+    # A gate pinned at one end is its bias' doing; one saturated at both ends, its inputs' scale.
+    assert "bias of the forget_gate in layer 'lstm' back to Keras' default (+1 (unit_forget_bias=True) for the" \
+        in found[0].fix
+    assert "input_gate, cell_candidate pre-activations" in found[0].fix
+
+
+def test_forget_gate_stuck_at_zero_and_gru_update_gate_stuck_at_one_are_explained():
+    lstm = F.recurrent(saturated={"forget_gate": 1.0}, means={"forget_gate": 1e-9})
+    assert "wiped at every step" in SaturatedActivation().check(recurrent_facts(lstm))[0].message
+    gru = F.recurrent("gru", kind="GRU", saturated={"update_gate": 1.0}, means={"update_gate": 1.0})
+    found = SaturatedActivation().check(recurrent_facts(gru))
+    assert found[0].layer == "gru/update_gate" and "never changes" in found[0].message
+
+
+def test_saturated_gate_is_a_note_while_the_loss_moves():
+    found = SaturatedActivation().check(recurrent_facts(F.recurrent(saturated={"input_gate": 0.9}), moving=True))
+    assert found[0].severity is Severity.INFO
+    stalled = SaturatedActivation().check(recurrent_facts(F.recurrent(saturated={"input_gate": 0.9})))
+    assert stalled[0].severity is Severity.WARNING
+
+
+def test_saturated_activation_runs_on_gates_alone_and_skips_unsaturable_states():
+    layers = F.mlp_layers(["relu", "linear"])
+    only_gates = F.facts(layers=layers, recurrent=[F.recurrent(saturated={"candidate": 0.9}, kind="GRU")],
+                         loss_final=1.0, loss_initial=1.0)
+    assert ids(SaturatedActivation().check(only_gates)) == ["saturated-activation"]
+    relu_rnn = F.facts(layers=layers, recurrent=[F.recurrent("rnn", kind="SimpleRNN", relu=True)])
+    with pytest.raises(Skip):
+        SaturatedActivation().check(relu_rnn)
+
+
+@pytest.mark.parametrize("peak,fires", [(0.5 * 900, False), (0.5 * 1100, True)])
+def test_exploding_recurrent_state_growth_both_sides(peak, fires):
+    rnn = F.recurrent("rnn", kind="SimpleRNN", relu=True, state_first=0.5, state_peak=[peak] + [1.0] * 4,
+                      recurrent_norms={"state": 3.0})
+    found = ExplodingActivation().check(recurrent_facts(rnn))
+    assert ids(found) == (["exploding-activation"] if fires else [])
+    if fires:
+        assert found[0].layer == "rnn" and found[0].evidence["growth"] == pytest.approx(1100)
+        assert "over its 20 time steps" in found[0].message and "singular value is 3 (> 1" in found[0].message
+        assert "orthogonal" in found[0].fix
+
+
+def test_exploding_recurrent_state_needs_a_large_absolute_scale_and_the_first_step():
+    # x2e4 growth from 1e-3 to 20: below min_output_rms, harmless.
+    small = F.recurrent("rnn", kind="SimpleRNN", state_first=1e-3, state_peak=20.0)
+    assert ExplodingActivation().check(recurrent_facts(small)) == []
+    # Growth only after updates is the optimizer's doing.
+    later = F.recurrent("rnn", kind="SimpleRNN", state_first=0.5, state_peak=[1.0] + [1e4] * 4)
+    assert ExplodingActivation().check(recurrent_facts(later)) == []
+
+
+def test_exploding_recurrent_state_without_float_inputs_and_before_a_later_layer():
+    tokens = F.array("tokens", mean=250.0, std=140.0)
+    tokens.consumed_as_indices = True
+    rnn = F.recurrent("rnn", 1, kind="SimpleRNN", relu=True, state_first=1.0, state_peak=5e4)
+    found = ExplodingActivation().check(recurrent_facts(rnn, inputs=[tokens]))
+    assert found[0].layer == "rnn"  # the layer rule skips (token ids), the recurrent rule still measures
+    later_layer = recurrent_facts(rnn, first_weighted_input_rms=1.0)
+    later_layer.layers[2].output_std = np.full(F.STEPS, 1e6)  # the output layer explodes too, downstream
+    assert ExplodingActivation().check(later_layer)[0].layer == "rnn"
+
+
+def test_recurrent_causes_rank_before_the_learning_rate_symptoms_they_explain():
+    from stalldoc.findings import Finding
+    from stalldoc.rank import rank
+
+    def finding(fid, severity=Severity.WARNING):
+        return Finding(id=fid, severity=severity, confidence=0.9, message=fid, fix="")
+
+    ranked = rank([finding("learning-rate-too-low"), finding("saturated-activation")])
+    assert [f.id for f in ranked] == ["saturated-activation", "learning-rate-too-low"]
+    ranked = rank([finding("learning-rate-too-high", Severity.ERROR), finding("exploding-activation", Severity.ERROR)])
+    assert [f.id for f in ranked] == ["exploding-activation", "learning-rate-too-high"]
