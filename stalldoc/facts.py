@@ -338,6 +338,9 @@ class ModelFacts:
     output_family: str | None
     compiled_loss: str | None  # as the model file names it, None if not compiled
     output_units: int | None = None  # length of the output's last axis
+    # The output keeps the logits behind its sigmoid/softmax, which Keras' cross-entropies
+    # read instead of the probabilities (from_logits or not); None when not measured.
+    output_carries_logits: bool | None = None
     notes: list[str] = field(default_factory=list)
     # The tf.distribute strategy the probe ran under (its class name; None: the default, one
     # device) and its replicas (the global batch is split evenly among them).

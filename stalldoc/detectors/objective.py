@@ -17,7 +17,14 @@ import math
 import numpy as np
 
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, need_probe, ramp
-from stalldoc.facts import ACTIVATION_RANGES, NON_NEGATIVE_ACTIVATIONS, PROBABILITY_ACTIVATIONS, Facts, LossProbeFacts
+from stalldoc.facts import (
+    ACTIVATION_RANGES,
+    FLAT_PROGRESS,
+    NON_NEGATIVE_ACTIVATIONS,
+    PROBABILITY_ACTIVATIONS,
+    Facts,
+    LossProbeFacts,
+)
 from stalldoc.findings import Finding, Severity
 
 # A loss whose value at fixed norm is within this share of its range from a line in cos is
@@ -504,9 +511,13 @@ class SingleUnitSoftmax(Detector):
             raise Skip("the length of the output's last axis was not measured")
         if units != 1:
             return []
+        moved = math.isfinite(facts.raw_progress) and facts.raw_progress >= FLAT_PROGRESS
+        effect = ("; the loss still moves (Keras' cross-entropy reads the logit behind the softmax, as in fit), "
+                  "but every prediction stays 1: accuracy cannot change" if moved else
+                  ", so the loss cannot change and its gradient is exactly zero")
         return [self.finding(
             f"the output layer applies softmax over 1 unit: softmax(z) = exp(z) / exp(z) = 1 for every input"
-            f"{measured}, so the loss cannot change and its gradient is exactly zero",
+            f"{measured}{effect}",
             confidence=0.99 if pinned or pred is None else 0.9, evidence=evidence)]
 
 
@@ -599,13 +610,23 @@ class LossOutputMismatch(Detector):
             effect = (f"the loss applies sigmoid again to probabilities in [0, 1]{seen}, which keeps every prediction "
                       f"in [0.5, 0.731]: no sample can be predicted as class 0, whose loss stays >= ln 2 = 0.693")
             evidence = {"prediction_range": [0.5, 0.731]}
+        fix = (f"remove the {act} from the output layer (activation=None) and keep from_logits=True, or keep the "
+               f"{act} and set from_logits=False")
+        evidence = {"case": "from-logits-on-probabilities", "loss": kind, "from_logits": True,
+                    "output_activation": act, "output_units": units, **evidence,
+                    "output_carries_logits": facts.model.output_carries_logits, "threshold": None}
+        if facts.model.output_carries_logits:
+            # Keras' TensorFlow cross-entropies then read the logits behind the activation,
+            # whatever from_logits says: the step trains as intended, here.
+            return self.finding(
+                f"{kind} has from_logits=True but the output layer already applies {act}; the probe measured that "
+                f"the output keeps the logits behind its {act}, which Keras' cross-entropy reads instead (with a "
+                f"warning), so training is not affected here — elsewhere (another backend, a model that reshapes "
+                f"its output) {effect}",
+                confidence=0.9, severity=Severity.INFO, fix=fix, evidence=evidence)
         return self.finding(
             f"{kind} has from_logits=True but the output layer already applies {act}: {effect}",
-            confidence=0.95,
-            fix=f"remove the {act} from the output layer (activation=None) and keep from_logits=True, or keep the "
-                f"{act} and set from_logits=False",
-            evidence={"case": "from-logits-on-probabilities", "loss": kind, "from_logits": True,
-                      "output_activation": act, "output_units": units, **evidence, "threshold": None})
+            confidence=0.95, fix=fix, evidence=evidence)
 
     def _not_probabilities(self, facts: Facts, kind: str) -> Finding | None:
         act = facts.model.output_activation

@@ -33,19 +33,31 @@ def cosine_distance(y_true, y_pred):
 
 
 def align_ranks(y_true, y_pred):
-    """What Keras' compile does before calling a loss function (LossFunctionWrapper).
+    """What Keras' compile does before calling a loss function (LossFunctionWrapper, its
+    ``squeeze_or_expand_to_same_rank``).
 
-    When the ranks differ by one and the larger tensor's last axis has length 1, that axis
-    is squeezed: (N,) targets against (N, 1) predictions become (N,) and (N,). Anything else
-    is passed on unchanged (and broadcasts, as the function's own ops decide).
+    When the ranks differ by one and the larger tensor's last axis has length 1: a rank-1
+    smaller tensor gets that axis ((N,) targets against (N, 1) predictions become (N, 1) and
+    (N, 1)), else the larger one loses it. The predictions are left untouched where Keras
+    leaves them, so a sigmoid/softmax output keeps the logits Keras' cross-entropies read
+    from it. Anything else is passed on unchanged.
     """
     import tensorflow as tf
 
+    def align(x1, x2):
+        r1, r2 = len(x1.shape), len(x2.shape)
+        if r1 == r2 + 1 and x1.shape[-1] == 1:
+            if r2 == 1:
+                x2 = tf.expand_dims(x2, axis=-1)
+            else:
+                x1 = tf.squeeze(x1, axis=-1)
+        return x1, x2
+
     rt, rp = len(y_true.shape), len(y_pred.shape)
-    if rp == rt + 1 and y_pred.shape[-1] == 1:
-        y_pred = tf.squeeze(y_pred, axis=-1)
-    elif rt == rp + 1 and y_true.shape[-1] == 1:
-        y_true = tf.squeeze(y_true, axis=-1)
+    if rt == rp + 1:
+        y_true, y_pred = align(y_true, y_pred)
+    elif rp == rt + 1:
+        y_pred, y_true = align(y_pred, y_true)
     return y_true, y_pred
 
 

@@ -180,4 +180,5 @@ def model_facts(step, model_path: str | None, notes: list[str]) -> ModelFacts:
         output_activation=out_act, output_family=family_of(out_act),
         compiled_loss=describe_compiled(model), notes=list(notes),
         output_units=int(last) if last is not None else None,
+        output_carries_logits=step.output_carries_logits,
     )

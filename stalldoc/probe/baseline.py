@@ -81,7 +81,9 @@ def constant_baseline(loss_fn, y_fit: np.ndarray, y_eval: np.ndarray, output_sha
     y_fit_t = tf.constant(y_fit, tf.float32)
 
     def loss_at(y, variable):
-        pred = tf.broadcast_to(act(variable)[None], (tf.shape(y)[0],) + shape)
+        # The activation last, as in the model: Keras' cross-entropies then read the logits
+        # behind a sigmoid/softmax output, as they do in training.
+        pred = act(tf.broadcast_to(variable[None], (tf.shape(y)[0],) + shape))
         return tf.reduce_mean(tf.cast(loss_fn(y, pred), tf.float32))
 
     @tf.function(autograph=False)

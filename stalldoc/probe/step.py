@@ -65,6 +65,9 @@ class InstrumentedStep:
         self.families = [family_of(name) for name in self.act_names]
         self.input_dtypes = [str(getattr(t, "dtype", "float32")).replace("tf.", "") for t in model.inputs]
         self.none_grads: list[bool] | None = None  # decided when the step is traced
+        # Whether Keras' cross-entropies can read logits behind the output (a sigmoid/softmax
+        # that keeps them), as they do in fit: also structural, decided at trace time.
+        self.output_carries_logits: bool | None = None
         self._train = self._build_train()
         self._evaluate = self._build_evaluate()
 
@@ -212,6 +215,7 @@ class InstrumentedStep:
         grads = tape.gradient(value, tvars)
         # Which gradients the tape returns as None is structural: decided here, at trace time.
         self.none_grads = [g is None for g in grads]
+        self.output_carries_logits = carries_logits(outs[0])
         if across is not None:
             # The global batch's loss and gradient: the means over the replicas' equal slices.
             value = across.mean(value)
@@ -333,6 +337,15 @@ class InstrumentedStep:
             sats, gains, active = (across.mean(v) if v else v for v in (sats, gains, active))
         stds = [tf.sqrt(v) for v in variances]
         return means, stds, sats, gains, active
+
+
+def carries_logits(output) -> bool:
+    """What Keras' TensorFlow cross-entropies check before using an output (``_get_logits``):
+    the logits kept by a sigmoid/softmax activation, or a Sigmoid/Softmax op in the graph."""
+    if hasattr(output, "_keras_logits"):
+        return True
+    op = getattr(output, "op", None)
+    return getattr(op, "type", None) in ("Sigmoid", "Softmax")
 
 
 def _stack(values):

@@ -355,6 +355,14 @@ def test_from_logits_on_a_softmax_output():
     assert "activation=None" in found[0].fix
 
 
+def test_from_logits_on_a_softmax_that_keeps_its_logits_is_a_note_not_a_stall():
+    facts = mismatch("categorical_crossentropy", from_logits=True, label_format="one-hot", classes=10)
+    facts.model.output_carries_logits = True  # Keras' cross-entropy reads them, as in fit
+    found = LossOutputMismatch().check(facts)
+    assert cases(found) == ["from-logits-on-probabilities"] and found[0].severity is Severity.INFO
+    assert "not affected here" in found[0].message and "activation=None" in found[0].fix
+
+
 def test_from_logits_on_a_sigmoid_output():
     found = LossOutputMismatch().check(mismatch("binary_crossentropy", "sigmoid", units=1, from_logits=True,
                                                 label_format="binary", classes=2, y_features=1))

@@ -181,9 +181,11 @@ def test_compiled_call_aligns_ranks_as_keras_does():
     fn = as_compiled(keras.losses.mean_squared_error)
     y = tf.constant([1.0, 2.0, 3.0])
     p = tf.constant([[1.0], [2.0], [4.0]])
-    # Without the squeeze, (3,) - (3, 1) would broadcast to (3, 3) and give 3 values.
-    assert fn(y, p).shape == ()
-    assert float(fn(y, p)) == pytest.approx(1 / 3)
+    # (3,) targets are expanded to (3, 1), as Keras does: one value per sample, the
+    # predictions untouched. Unaligned, (3,) - (3, 1) would broadcast to (3, 3).
+    assert fn(y, p).shape == (3,)
+    assert float(tf.reduce_mean(fn(y, p))) == pytest.approx(float(keras.losses.MeanSquaredError()(y, p)))
+    assert float(tf.reduce_mean(fn(y, p))) == pytest.approx(1 / 3)
     assert keras.losses.mean_squared_error(y, p).shape == (3,)
 
 
