@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from stalldoc.detectors.base import Detector, Skip, Threshold, fmt, ramp, used_as_indices
-from stalldoc.facts import RELU_FAMILY, SATURATING, Facts, RecurrentFacts
+from stalldoc.facts import INDEX_LAYERS, RELU_FAMILY, SATURATING, Facts, RecurrentFacts
 from stalldoc.findings import Finding, Severity
 
 
@@ -229,12 +229,22 @@ class DeadRelu(Detector):
 
 
 def _input_scale(facts: Facts) -> float | None:
-    """RMS of the float inputs (ids excluded): what a layer's output is compared with."""
+    """RMS of the float inputs (ids excluded): what a layer's output is compared with. With
+    several inputs, the smallest: which input feeds which layer is not measured, and a layer
+    fed by a small input must not look vanished beside a large one."""
     inputs = [a for a in facts.inputs if not used_as_indices(a, facts) and a.features]
     if not inputs:
         return None
-    scale = max(float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs)
-    return scale if np.isfinite(scale) and scale > 0 else None
+    scales = [float(np.sqrt(np.nanmean(a.feature_rms**2))) for a in inputs]
+    scales = [v for v in scales if np.isfinite(v) and v > 0]
+    return min(scales) if scales else None
+
+
+def _signal_layers(facts: Facts) -> list:
+    """Layers whose output carries the inputs' signal: measured, and not an index lookup (an
+    Embedding's output scale is its table's, whatever the ids)."""
+    return [lf for lf in facts.layers if lf.output_mean.size and lf.output_std.size
+            and lf.class_name not in INDEX_LAYERS]
 
 
 def _fed_a_vanished_signal(facts: Facts) -> set[str]:
@@ -244,7 +254,7 @@ def _fed_a_vanished_signal(facts: Facts) -> set[str]:
     if scale is None:
         return set()
     limit = VanishingActivation.thresholds[0].default * scale
-    measured = [lf for lf in facts.layers if lf.output_mean.size and lf.output_std.size]
+    measured = _signal_layers(facts)
     for i, lf in enumerate(measured):
         if float(np.median(lf.output_rms)) < limit:
             return {later.name for later in measured[i + 1:]}
@@ -285,7 +295,9 @@ class VanishingActivation(Detector):
         scale = _input_scale(facts)
         if scale is None:
             raise Skip("no float inputs with a finite, non-zero scale to compare layer outputs with")
-        measured = [lf for lf in facts.layers if lf.output_mean.size and lf.output_std.size]
+        if not math.isfinite(facts.raw_progress):
+            raise Skip("the loss became non-finite: zero outputs then follow from the blow-up")
+        measured = _signal_layers(facts)
         if not measured:
             raise Skip("no layer outputs measured")
         for lf in measured:
