@@ -196,6 +196,11 @@ class UnnormalizedInput(Detector):
                 confidence *= 0.5
                 message += f" (but the first layer with weights sees RMS {fmt(seen)}: the model rescales it)"
                 evidence["first_weighted_input_rms"] = seen
+            elif facts.loss_moving:
+                # Advice, not the cause of a stall: the model learns at this scale.
+                severity = Severity.INFO
+                message += (f" (the loss still moves, {fmt(facts.progress * 100)}% of the way to its floor: "
+                            "normalizing would help conditioning, it does not stall training here)")
             out.append(self.finding(message, confidence=confidence, evidence=evidence,
                                     severity=severity))
         return out

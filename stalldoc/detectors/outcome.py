@@ -74,7 +74,13 @@ class ChanceLevel(Detector):
         share = (baseline - final) / (baseline - floor)
         if share >= self.t["min_share"]:
             return []
-        how = "falls toward" if initial - final > FLAT_PROGRESS * (baseline - floor) else "stays at"
+        gap = baseline - floor
+        if initial - final > FLAT_PROGRESS * gap:
+            how = "falls toward"
+        elif final - baseline > gap:  # more than the whole baseline-to-floor distance above it
+            how = "stays above"
+        else:
+            how = "stays at"
         return [self.finding(
             f"the loss {how} the constant-predictor level: {fmt(initial)} -> {fmt(final)} against "
             f"{fmt(baseline)} for a prediction that ignores x ({fmt(share * 100)}% of the way below it "

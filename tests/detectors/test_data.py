@@ -102,8 +102,16 @@ def test_unnormalized_input_demoted_when_model_rescales_first():
     found = UnnormalizedInput().check(F.facts(inputs=[raw], first_weighted_input_rms=1.0))
     assert found[0].severity is Severity.INFO
     assert "rescales" in found[0].message
-    still = UnnormalizedInput().check(F.facts(inputs=[raw], first_weighted_input_rms=150.0))
+    still = UnnormalizedInput().check(F.facts(inputs=[raw], first_weighted_input_rms=150.0, loss_final=0.999))
     assert still[0].severity is Severity.ERROR
+
+
+def test_unnormalized_input_is_advice_when_the_loss_moves():
+    raw = F.array("x", mean=127.0, std=70.0)
+    stalled = UnnormalizedInput().check(F.facts(inputs=[raw], loss_initial=1.0, loss_final=0.999))
+    assert stalled[0].severity is Severity.ERROR
+    moving = UnnormalizedInput().check(F.facts(inputs=[raw], loss_initial=1.0, loss_final=0.5))
+    assert moving[0].severity is Severity.INFO and "still moves" in moving[0].message
 
 
 def test_unnormalized_input_message_states_value_and_threshold():

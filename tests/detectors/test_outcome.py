@@ -62,6 +62,13 @@ def test_chance_level_falling_toward_the_baseline_from_above():
     assert found and "falls toward" in found[0].message
 
 
+def test_chance_level_says_stays_above_for_a_flat_loss_far_above_the_baseline():
+    found = ChanceLevel().check(with_baseline(8.97, 8.97, 0.69))
+    assert found and "stays above" in found[0].message
+    found = ChanceLevel().check(with_baseline(2.31, 2.30, 2.30))
+    assert found and "stays at" in found[0].message
+
+
 def test_chance_level_says_the_accuracy_against_the_most_frequent_class():
     facts = with_baseline(2.31, 2.29, 2.30)
     facts.task = TaskFacts(kind="classification", label_format="sparse", classes=10, accuracy_initial=0.1,
