@@ -115,6 +115,10 @@ def _headline(report: Report) -> Panel:
         change_text = signed_percent(loss.relative_change)
     elif not math.isfinite(progress):
         change_text = "the loss is not finite"
+    elif (progress < 0 and loss.baseline is not None and loss.initial is not None and loss.final is not None
+          and loss.baseline < loss.final < loss.initial):
+        # Progress counts from the constant-predictor level: a fall from far above it is not yet any.
+        change_text = f"{signed_percent(loss.relative_change)}, not yet below the constant-predictor level"
     elif floor is not None and math.isfinite(floor) and loss.initial is not None \
             and floor < loss.initial:  # an inverted loss has no floor
         change_text = f"{fmt(progress * 100)}% of the way to its floor {fmt(floor)}"

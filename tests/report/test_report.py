@@ -212,3 +212,12 @@ def test_text_thresholds_follow_the_overrides_the_run_used():
     rows = layer_rows(report)
     assert [bar_colour(rows[name]) for name in ("dense_0", "dense_1", "dense_2")] == ["red", "red", "yellow"]
     assert rows["dense_0"].rstrip().endswith("50%")  # two units now count as dead
+
+
+def test_headline_of_a_loss_falling_toward_the_constant_level_from_above_says_so():
+    facts = F.facts(loss_initial=3.01, loss_final=2.27)
+    facts.loss.baseline = 1.0
+    text = renderer("text")(build_report(facts), color=False)
+    headline = next(line for line in text.splitlines() if "3.01" in line)
+    assert "not yet below the constant-predictor level" in headline and "-24.58%" in headline
+    assert "of the way to its floor" not in headline
