@@ -291,6 +291,7 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         predictions, reasons = None, [one.reason for one in loss]
         # The whole model has no one head: each output's is in its OutputFacts.
         model_facts = replace(model_facts, output_activation=None, output_family=None, output_units=None,
+                              output_carries_logits=None,
                               compiled_loss=None)
     else:
         kind, from_logits = loss_identity(loss.fn)
