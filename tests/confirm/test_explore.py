@@ -53,3 +53,14 @@ def test_no_finding_when_the_best_rate_is_near_the_models_or_nothing_trains():
     assert _explored_finding(run(0.04, 1e-2, SWEEP), run(0.0, 1e-4)) is None  # below the moving threshold
     assert _explored_finding(run(0.3, 1e-2, SWEEP), run(0.28, 1e-4)) is None  # the control moved as much
     assert _explored_finding(run(0.5, 1e-2, SWEEP), run(math.nan, None)) is None  # a schedule: no own rate
+
+
+def test_sweep_rates_are_decades_of_the_models_own_rate_covering_1e_5_to_1():
+    from stalldoc.confirm.run import SWEEP_RATES, sweep_rates
+
+    assert sweep_rates(1e-3) == (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # Adam's default: six decades
+    sgd = sweep_rates(0.05)
+    assert 0.05 in sgd and sgd[-1] == 50.0 and sgd[0] <= 1e-5  # up to 1000x the model's own
+    tiny = sweep_rates(1e-7)
+    assert tiny[0] == 1e-9 and tiny[-1] == 1.0  # from 1/100 of it, and still up to 1
+    assert sweep_rates(None) == SWEEP_RATES
