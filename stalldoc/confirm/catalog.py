@@ -15,7 +15,7 @@ class Intervention:
     name: str  # the name a detector declares ("standardize-x")
     label: str  # how reports name it ("standardize x")
     phrase: str  # the start of the report's sentence ("with x standardized")
-    kind: str  # data | weights | learning-rate | loss | architecture
+    kind: str  # data | weights | learning-rate | loss | architecture | optimizer
     description: str  # what the run does, for `stalldoc explain`
     # Why this stage cannot run it (no automatic fix exists to try).
     not_testable: str | None = None
@@ -66,6 +66,10 @@ CATALOG: dict[str, Intervention] = {i.name: i for i in (
                  f"every saturating hidden activation (sigmoid, tanh) replaced by ReLU {_SANDBOX}"),
     Intervention("unfreeze", "unfreeze the layers", "with every layer unfrozen", "architecture",
                  f"every frozen layer made trainable {_SANDBOX}"),
+    Intervention("adam", "Adam at the swept rate", "with Adam", "optimizer",
+                 f"the model's optimizer replaced by Adam {_SANDBOX}, at the best rate of a range test over "
+                 "1e-5 .. 1; tried when no suspected cause's fix un-stalls the model, against the model's own "
+                 "optimizer at its best swept rate"),
     Intervention("cosine-axis", "compute the cosine over the feature axis", "with the cosine over features",
                  "loss", "the cosine computed over an axis with more than one element, or a regression loss",
                  not_testable="a cosine over a size-1 axis is a modelling choice: there is no automatic fix to "

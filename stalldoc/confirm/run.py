@@ -495,11 +495,13 @@ def sweep_rates(own: float | None) -> tuple[float, ...]:
     return tuple(float(f"{own * 10.0 ** k:.6g}") for k in range(low, high + 1))
 
 
-def sweep(ctx: Context, problem: Problem, prepare, sandbox: Sandbox | None = None) -> tuple[float, list[dict]]:
+def sweep(ctx: Context, problem: Problem, prepare, sandbox: Sandbox | None = None,
+          reference: float | None = None) -> tuple[float, list[dict]]:
     """A learning-rate range test on ``problem``: SWEEP_STEPS steps at each of ``sweep_rates``
-    from the same initial state; the rate that went furthest, and every rate's progress."""
+    (around ``reference``, default the model's own rate) from the same initial state; the rate
+    that went furthest, and every rate's progress."""
     results = []
-    for rate in sweep_rates(ctx.own_learning_rate):
+    for rate in sweep_rates(reference if reference is not None else ctx.own_learning_rate):
         run = ctx.run("sweep", "sweep", problem, steps=min(SWEEP_STEPS, ctx.steps), prepare=prepare,
                       learning_rate=rate, sandbox=sandbox)
         results.append({"learning_rate": rate, "progress": run.progress})
@@ -593,9 +595,75 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
                 if created is not None:
                     result.for_findings = [created.id]
                     findings.append(created)
+        if (not any((f.confirmation or {}).get("status") == "confirmed" for f in findings)
+                and _may_try_adam(ctx, findings) and time.perf_counter() - started <= budget_s):
+            if on_stage:
+                on_stage(f"confirming: {CATALOG['adam'].label} (exploratory)")
+            _explore_adam(ctx, findings, runs)
     finally:
         step.restore(saved)
     return [r.to_dict() for r in runs]
+
+
+# Optimizers that already rescale each weight's step (Adam's family): no Adam run for them.
+ADAPTIVE_OPTIMIZERS = frozenset({"Adam", "AdamW", "Adamax", "Nadam", "Lamb", "Lion"})
+# Adam's rates are swept around its default.
+ADAM_DEFAULT_RATE = 1e-3
+
+
+def _may_try_adam(ctx: Context, findings: list[Finding]) -> bool:
+    """Adam is tried when the model's optimizer is not adaptive, its learning rate is a value,
+    and no error-level finding (a specific cause, tested or not) explains the stall."""
+    from stalldoc.detectors import by_id
+
+    if type(ctx.step.optimizer).__name__ in ADAPTIVE_OPTIMIZERS or ctx.own_learning_rate is None:
+        return False
+    return not any(f.severity >= Severity.ERROR and f.id not in OUTCOME_IDS and not by_id(f.id).caveat
+                   for f in findings)
+
+
+def _explore_adam(ctx: Context, findings: list[Finding], runs: list[RunResult]) -> None:
+    """Adam at its best swept rate against the model's own optimizer at its best (the control,
+    or the exploratory learning-rate sweep's run): when Adam trains and the other does not, an
+    optimizer-plateau finding says so, confirmed, and is appended to ``findings``."""
+    import keras
+
+    from stalldoc.detectors import by_id
+    from stalldoc.detectors.base import fmt
+
+    started = time.perf_counter()
+    try:
+        box = _sandbox(ctx, optimizer=keras.optimizers.Adam(ADAM_DEFAULT_RATE))
+        best, rates = sweep(ctx, ctx.problem, None, box, reference=ADAM_DEFAULT_RATE)
+    except NotApplicable:
+        return
+    spec = CATALOG["adam"]
+    result = ctx.run(spec.name, spec.label, ctx.problem, learning_rate=best, sandbox=box)
+    result.sweep, result.seconds = rates, time.perf_counter() - started
+    runs.append(result)
+    own_runs = [r for r in runs if r.name in ("control", EXPLORE) and r.learning_rate is not None
+                and math.isfinite(r.progress) and r is not result]
+    if not own_runs:
+        return
+    against = max(own_runs, key=lambda r: r.progress)
+    if judge(result.progress, against.progress) != "confirmed":
+        return
+    optimizer = type(ctx.step.optimizer).__name__
+    swept = [r["learning_rate"] for r in rates]
+    finding = by_id("optimizer-plateau")().finding(
+        f"with Adam at learning rate {best:g} the loss moved {fmt(result.progress * 100)}% of the way to its floor "
+        f"in {result.steps} steps; with the model's {optimizer} at its best rate ({against.learning_rate:g}): "
+        f"{fmt(against.progress * 100)}% (found by trying Adam over the rates {', '.join(f'{r:g}' for r in swept)}; "
+        "no suspected cause's fix had un-stalled the model)",
+        confidence=0.55 + 0.35 * min(1.0, max(0.0, result.progress - max(0.0, against.progress)) / 0.5),
+        evidence={"optimizer": optimizer, "learning_rate": ctx.own_learning_rate, "adam_rate": best,
+                  "own_best_rate": against.learning_rate, "progress": result.progress,
+                  "control_progress": against.progress, "steps": result.steps, "sweep": rates,
+                  "exploratory": True, "threshold": None},
+    )
+    finding.confirmation = _confirmation("confirmed", spec, result, against)
+    result.for_findings = [finding.id]
+    findings.append(finding)
 
 
 def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]], bool]:
