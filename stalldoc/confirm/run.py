@@ -101,6 +101,9 @@ class Context:
         self.training = bool(session.judge_in_training_mode)
         self.own_learning_rate = session.step.learning_rate  # before any run changes it
         self.detail: str | None = None  # what the last sandboxed intervention changed, in words
+        self.setup: tuple | None = None  # the last run's (problem, prepare, sandbox)
+        # Confirmed interventions that changed only values: (spec, problem, prepare, result, findings).
+        self.confirmed: list[tuple] = []
         eval_x, eval_y = session.take(0)
         self.problem = Problem(batches=[session.take(i) for i in range(1, steps + 1)], eval_x=eval_x,
                                eval_y=eval_y, floor=facts.loss.floor, baseline=facts.loss.baseline)
@@ -582,6 +585,10 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
 
         for name in testable:
             _test(ctx, CATALOG[name], wanted[name], control, control_at, runs, started, budget_s, on_stage)
+        if len(ctx.confirmed) >= 2 and time.perf_counter() - started <= budget_s:
+            if on_stage:
+                on_stage("confirming: the confirmed fixes together")
+            _combine(ctx, control_at, runs)
         if explore and time.perf_counter() - started <= budget_s:
             if on_stage:
                 on_stage(f"confirming: {CATALOG[EXPLORE].label} (exploratory)")
@@ -732,6 +739,9 @@ def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunRe
         if outcome is None or status == "confirmed":
             outcome = (status, candidate, result, against)
         if status == "confirmed":
+            problem, prepare, sandbox = ctx.setup
+            if sandbox is None and problem.objective is None:
+                ctx.confirmed.append((candidate, problem, prepare, result, group))
             break
     if outcome is not None:
         status, candidate, result, against = outcome
@@ -740,6 +750,58 @@ def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunRe
         return
     for f in group:
         f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
+
+
+def _combine(ctx: Context, control_at, runs: list[RunResult]) -> None:
+    """The confirmed fixes that change only values (data, weights), run together: one more run
+    on the traced step, no retrace. Two fixes of the same thing (both transform x, or both y)
+    do not combine; the first confirmed keeps its place. The run joins ``runs``, each fix's
+    confirmation gets a ``combined`` entry, and a note gives the figures."""
+    from stalldoc.detectors.base import fmt
+
+    base = ctx.problem
+    x_part = y_part = None
+    parts = []
+    for entry in ctx.confirmed:
+        _, problem, _, _, _ = entry
+        changes_x = problem.eval_x is not base.eval_x
+        changes_y = problem.eval_y is not base.eval_y
+        if (changes_x and x_part is not None) or (changes_y and y_part is not None):
+            continue
+        x_part = entry if changes_x else x_part
+        y_part = entry if changes_y else y_part
+        parts.append(entry)
+    if len(parts) < 2:
+        return
+    xs = (x_part or (None, base))[1]
+    ys = (y_part or (None, base))[1]
+    problem = Problem(batches=[(x, y) for (x, _), (_, y) in zip(xs.batches, ys.batches)], eval_x=xs.eval_x,
+                      eval_y=ys.eval_y, floor=ys.floor, baseline=ys.baseline)
+    prepares = [prepare for _, _, prepare, _, _ in parts if prepare is not None]
+
+    def prepare_all() -> None:
+        for prepare in prepares:
+            prepare()
+
+    rates = {result.learning_rate for _, _, _, result, _ in parts}
+    rate = next(iter(rates)) if len(rates) == 1 else max(parts, key=lambda p: p[3].progress)[3].learning_rate
+    label = " + ".join(spec.label for spec, *_ in parts)
+    started = time.perf_counter()
+    result = ctx.run("combined", label, problem, prepare=prepare_all, learning_rate=rate)
+    result.seconds = time.perf_counter() - started
+    result.for_findings = [f.id for *_, group in parts for f in group]
+    runs.append(result)
+    against = control_at(rate)
+    each = ", ".join(f"{spec.label} {fmt(res.progress * 100)}%" for spec, _, _, res, _ in parts)
+    for *_, group in parts:
+        for f in group:
+            f.confirmation["combined"] = {"interventions": [spec.label for spec, *_ in parts],
+                                          "progress": result.progress, "steps": result.steps}
+    rate_text = f" at learning rate {rate:g}" if rate is not None else ""
+    ctx.facts.notes.append(
+        f"the confirmed fixes together ({label}){rate_text} moved the loss {fmt(result.progress * 100)}% of the "
+        f"way to its floor in {result.steps} steps (each alone: {each}; unchanged: "
+        f"{fmt(against.progress * 100) if math.isfinite(against.progress) else 'non-finite'}%)")
 
 
 def _chain(spec: Intervention) -> list[Intervention]:
@@ -810,6 +872,7 @@ def _try(ctx: Context, spec: Intervention, group: list[Finding], control: RunRes
         prepare = None
     else:
         problem, prepare = IMPLEMENTATIONS[spec.name](ctx)
+    ctx.setup = (problem, prepare, sandbox)
     against = control if problem.objective is None else control_at(None, problem)
     own = ctx.own_learning_rate
     if spec.kind == "learning-rate":
