@@ -90,3 +90,42 @@ def describe(name: str | None) -> str | None:
     if i.not_testable:
         text += f" (not testable: {i.not_testable})"
     return text
+
+
+def _percent(share) -> str:
+    import math
+
+    if not isinstance(share, (int, float)) or not math.isfinite(share):
+        return "non-finite"
+    return f"{share * 100:.3g}%"
+
+
+def sentence(c: dict | None) -> str | None:
+    """A finding's confirmation in one plain sentence, for the plain-text formats (markdown,
+    GitHub annotations, JUnit): "confirmed: with x standardized the loss moved 41% of the way
+    to its floor in 20 steps (unchanged: 0.2%)"; None without a confirmation."""
+    if not c:
+        return None
+    status, label = c.get("status"), c.get("intervention")
+    if status == "not-tested":
+        return f"not tested{f' ({label})' if label else ''}: {c.get('reason', 'no intervention')}"
+    spec = next((i for i in CATALOG.values() if i.label == label), None)
+    rate = c.get("learning_rate")
+    what = spec.phrase if spec is not None else f"with {label}"
+    if "{rate}" in what:
+        what = what.format(rate=f"{rate:g}" if rate is not None else "its best")
+    elif rate is not None:
+        what += f" at learning rate {rate:g}"
+    if c.get("detail"):
+        what += f" ({c['detail']})"
+    control_rate = c.get("control_learning_rate")
+    control = f"unchanged at learning rate {control_rate:g}" if rate is not None and control_rate else "unchanged"
+    progress = c.get("progress")
+    moved = (f"the loss moved {_percent(progress)} of the way to its floor"
+             if isinstance(progress, (int, float)) and progress >= 0 else f"the loss did not fall ({_percent(progress)})")
+    text = f"{status}: {what} {moved} in {c.get('steps')} steps ({control}: {_percent(c.get('control_progress'))})"
+    combined = c.get("combined")
+    if combined:
+        text += (f"; together with the other confirmed fixes ({' + '.join(combined['interventions'])}): "
+                 f"{_percent(combined['progress'])}")
+    return text
