@@ -122,7 +122,8 @@ def sentence(c: dict | None) -> str | None:
     control = f"unchanged at learning rate {control_rate:g}" if rate is not None and control_rate else "unchanged"
     progress = c.get("progress")
     moved = (f"the loss moved {_percent(progress)} of the way to its floor"
-             if isinstance(progress, (int, float)) and progress >= 0 else f"the loss did not fall ({_percent(progress)})")
+             if isinstance(progress, (int, float)) and progress >= 0
+             else f"the loss did not fall ({_percent(progress)})")
     text = f"{status}: {what} {moved} in {c.get('steps')} steps ({control}: {_percent(c.get('control_progress'))})"
     combined = c.get("combined")
     if combined:

@@ -31,6 +31,8 @@ SWEEP_STEPS = 5
 # by at least this factor (a cause's fix must do clearly better than changing nothing).
 CLEAR_MARGIN = MOVING_PROGRESS
 CLEAR_FACTOR = 2.0
+# What a rebuild and retrace is assumed to cost before one has been measured (seconds).
+REBUILD_ESTIMATE_S = 1.5
 # Outcome findings: what the loss did, not why. When nothing testable ranks above them the
 # learning-rate sweep runs as an exploratory intervention, and a rate this many times the
 # model's own (or this many times smaller) that trains creates the finding it confirms.
@@ -102,6 +104,9 @@ class Context:
         self.own_learning_rate = session.step.learning_rate  # before any run changes it
         self.detail: str | None = None  # what the last sandboxed intervention changed, in words
         self.setup: tuple | None = None  # the last run's (problem, prepare, sandbox)
+        # Seconds a sandboxed intervention's rebuild, retrace and first run take (the largest
+        # measured so far; REBUILD_ESTIMATE_S before the first): one is not started without them.
+        self.rebuild_estimate = REBUILD_ESTIMATE_S
         # Confirmed interventions that changed only values: (spec, problem, prepare, result, findings).
         self.confirmed: list[tuple] = []
         eval_x, eval_y = session.take(0)
@@ -603,7 +608,8 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
                     result.for_findings = [created.id]
                     findings.append(created)
         if (not any((f.confirmation or {}).get("status") == "confirmed" for f in findings)
-                and _may_try_adam(ctx, findings) and time.perf_counter() - started <= budget_s):
+                and _may_try_adam(ctx, findings)
+                and budget_s - (time.perf_counter() - started) >= ctx.rebuild_estimate):
             if on_stage:
                 on_stage(f"confirming: {CATALOG['adam'].label} (exploratory)")
             _explore_adam(ctx, findings, runs)
@@ -717,12 +723,19 @@ def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunRe
     outcome: tuple[str, Intervention, RunResult, RunResult] | None = None
     reason = None
     for candidate in _chain(spec):
-        if time.perf_counter() - started > budget_s:
+        left = budget_s - (time.perf_counter() - started)
+        if left <= 0:
             if reason is None or outcome is None:
                 reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
             ctx.facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before "
                                    f"{candidate.label}")
             break
+        if candidate.name in SANDBOXED and left < ctx.rebuild_estimate:
+            reason = reason or (f"not run: rebuilding the model for it (~{ctx.rebuild_estimate:.1f} s) would "
+                                f"exceed what is left of the confirmation budget ({budget_s:g} s, --budget)")
+            ctx.facts.notes.append(f"{candidate.label} skipped: its rebuild (~{ctx.rebuild_estimate:.1f} s) would "
+                                   f"exceed the {left:.1f} s left of the confirmation budget ({budget_s:g} s)")
+            continue
         if on_stage:
             on_stage(f"confirming: {candidate.label}")
         ctx.detail = None
@@ -882,6 +895,8 @@ def _try(ctx: Context, spec: Intervention, group: list[Finding], control: RunRes
         return result, against
     result = ctx.run(spec.name, spec.label, problem, prepare=prepare, sandbox=sandbox)
     result.seconds = time.perf_counter() - step_started  # the rebuild and retrace included
+    if sandbox is not None:
+        ctx.rebuild_estimate = max(ctx.rebuild_estimate, result.seconds)
     if (judge(result.progress, against.progress) == "confirmed" or own is None
             or (sandbox is not None and sandbox.step.learning_rate is None)
             or time.perf_counter() - started > budget_s):

@@ -68,3 +68,18 @@ def test_two_fixes_of_the_same_thing_do_not_combine():
     runs = []
     _combine(ctx, lambda rate: result("control", 0.0, rate), runs)
     assert runs == [] and ctx.calls == []
+
+
+def test_a_rebuild_the_budget_cannot_cover_is_skipped_with_a_note():
+    import time
+
+    from stalldoc.confirm.run import _test
+
+    ctx = SimpleNamespace(facts=SimpleNamespace(notes=[]), rebuild_estimate=5.0, detail=None)
+    group = [finding("vanishing-gradient")]
+    _test(ctx, CATALOG["hidden-activations"], group, result("control", 0.0), None, [], time.perf_counter(), 2.0,
+          None)
+    c = group[0].confirmation
+    assert c["status"] == "not-tested" and c["intervention"] == "replace the hidden activations"
+    assert "rebuilding the model for it (~5.0 s) would exceed" in c["reason"] and "--budget" in c["reason"]
+    assert "replace the hidden activations skipped" in ctx.facts.notes[-1]
