@@ -1,10 +1,13 @@
-"""The confirm stage: counterfactual re-runs of the probe's traced step.
+"""The confirm stage: counterfactual re-runs of the probe's steps.
 
 A *control* re-runs the probe's first steps from the state before the first step on the same
-batches; each suspected cause's intervention does the same with one thing changed (the data,
-the kernels, the learning rate). Only values change, so the traced step is reused (``restore``
-then assign, feed other batches, ``set_learning_rate``): nothing is rebuilt or retraced.
-Progress is ``loss_progress`` on the held-out evaluation batch. The step is left as found.
+batches; each suspected cause's intervention does the same with one thing changed. When only
+values change (the data, the kernels, the learning rate) the probe's traced step is reused
+(``restore`` then assign, feed other batches, ``set_learning_rate``): nothing is rebuilt or
+retraced. An architecture, loss or optimizer change runs on a sandbox (``sandbox.rebuild``):
+a clone of the model with the same initial weights and its own step, traced once. Progress is
+``loss_progress`` on the held-out evaluation batch, on a corrected objective where the fix is
+a loss. The probe's step is left as found; the user's model is never rebuilt.
 """
 
 from __future__ import annotations
@@ -552,7 +555,9 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     When an outcome finding (chance-level, unexplained-stall) has no testable suspect ranked
     above it, the learning-rate sweep runs as an exploratory intervention: a rate >= 10x (or
     <= 1/10) the model's own that trains creates a confirmed learning-rate-too-low (-too-high)
-    finding, appended to ``findings``.
+    finding, appended to ``findings``. When still nothing is confirmed, Adam may be tried
+    (``_explore_adam``: a confirmed optimizer-plateau finding when only Adam trains). Two or
+    more confirmed fixes that change only values are run together once (``_combine``).
     """
     started = time.perf_counter()
     step = session.step
