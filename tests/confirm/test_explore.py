@@ -23,8 +23,8 @@ def run(progress, rate, sweep=None):
 def test_exploration_only_when_nothing_testable_ranks_above_an_outcome_finding():
     assert _unexplained_outcome([finding("chance-level")])
     assert _unexplained_outcome([finding("unexplained-stall")])
-    # saturated-activation has no testable intervention: the outcome is still unexplained
-    assert _unexplained_outcome([finding("saturated-activation"), finding("chance-level")])
+    # vanishing-activation has no testable intervention: the outcome is still unexplained
+    assert _unexplained_outcome([finding("vanishing-activation"), finding("chance-level")])
     assert not _unexplained_outcome([finding("unnormalized-input", Severity.ERROR), finding("chance-level")])
     assert not _unexplained_outcome([finding("dead-relu")])  # no outcome finding: a cause is there
 
