@@ -64,3 +64,38 @@ def test_sweep_rates_are_decades_of_the_models_own_rate_covering_1e_5_to_1():
     tiny = sweep_rates(1e-7)
     assert tiny[0] == 1e-9 and tiny[-1] == 1.0  # from 1/100 of it, and still up to 1
     assert sweep_rates(None) == SWEEP_RATES
+
+
+def test_only_adam_trains_creates_a_confirmed_optimizer_plateau_with_both_figures(monkeypatch):
+    from types import SimpleNamespace
+
+    import stalldoc.confirm.run as R
+
+    class SGD:  # the model's optimizer: not adaptive
+        pass
+
+    ctx = SimpleNamespace(step=SimpleNamespace(optimizer=SGD()), own_learning_rate=0.01, problem=object())
+    assert R._may_try_adam(ctx, [finding("chance-level")])
+    assert not R._may_try_adam(ctx, [finding("constant-target", Severity.ERROR), finding("chance-level")])
+    monkeypatch.setattr(R, "_sandbox", lambda ctx, **kw: "sandbox")
+    sweep = [{"learning_rate": r, "progress": p} for r, p in ((1e-3, 0.02), (1e-2, 0.3), (1e-1, 0.1))]
+    monkeypatch.setattr(R, "sweep", lambda ctx, problem, prepare, box, reference=None: (1e-2, sweep))
+    ctx.run = lambda name, label, problem, *, learning_rate=None, sandbox=None: run(0.3, learning_rate)
+    own_best = run(0.01, 1.0)
+    own_best.name = "learning-rate-sweep"
+    control = run(0.0, 0.01)
+    control.name = "control"
+    findings, runs = [finding("chance-level")], [control, own_best]
+    R._explore_adam(ctx, findings, runs)
+    created = findings[-1]
+    assert created.id == "optimizer-plateau" and created.evidence["exploratory"] is True
+    assert created.message.startswith("with Adam at learning rate 0.01 the loss moved 30% of the way")
+    assert "with the model's SGD at its best rate (1): 1%" in created.message
+    c = created.confirmation
+    assert c["status"] == "confirmed" and c["intervention"] == "Adam at the swept rate"
+    assert c["control_progress"] == 0.01 and runs[-1].for_findings == ["optimizer-plateau"]
+    # Adam no better than the model's own optimizer at its best rate: no finding.
+    findings = [finding("chance-level")]
+    ctx.run = lambda name, label, problem, *, learning_rate=None, sandbox=None: run(0.02, learning_rate)
+    R._explore_adam(ctx, findings, [control, own_best])
+    assert [f.id for f in findings] == ["chance-level"]
