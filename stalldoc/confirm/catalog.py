@@ -68,8 +68,8 @@ CATALOG: dict[str, Intervention] = {i.name: i for i in (
                  f"every frozen layer made trainable {_SANDBOX}"),
     Intervention("adam", "Adam at the swept rate", "with Adam", "optimizer",
                  f"the model's optimizer replaced by Adam {_SANDBOX}, at the best rate of a range test over "
-                 "1e-5 .. 1; tried when no suspected cause's fix un-stalls the model, against the model's own "
-                 "optimizer at its best swept rate"),
+                 "1e-5 .. 1; tried when nothing un-stalls the model and no detector found a cause, against "
+                 "the model's own optimizer at its best swept rate"),
     Intervention("cosine-axis", "compute the cosine over the feature axis", "with the cosine over features",
                  "loss", "the cosine computed over an axis with more than one element, or a regression loss",
                  not_testable="a cosine over a size-1 axis is a modelling choice: there is no automatic fix to "

@@ -631,13 +631,11 @@ ADAM_DEFAULT_RATE = 1e-3
 
 def _may_try_adam(ctx: Context, findings: list[Finding]) -> bool:
     """Adam is tried when the model's optimizer is not adaptive, its learning rate is a value,
-    and no error-level finding (a specific cause, tested or not) explains the stall."""
-    from stalldoc.detectors import by_id
-
+    and no detector found a cause (only outcome findings say the loss is stuck), as for the
+    exploratory learning-rate sweep: a cause a detector measured keeps its place."""
     if type(ctx.step.optimizer).__name__ in ADAPTIVE_OPTIMIZERS or ctx.own_learning_rate is None:
         return False
-    return not any(f.severity >= Severity.ERROR and f.id not in OUTCOME_IDS and not by_id(f.id).caveat
-                   for f in findings)
+    return all(f.id in OUTCOME_IDS or f.evidence.get("exploratory") for f in suspects(findings))
 
 
 def _explore_adam(ctx: Context, findings: list[Finding], runs: list[RunResult]) -> None:

@@ -152,12 +152,13 @@ def set_output_units(model, units: int) -> Callable[[Any, dict], dict | None]:
 
 def replace_hidden_activations(model, saturating: set[str], replacement: str = "relu"):
     """Saturating hidden activations -> ``replacement``; a layer with a kernel gets He-normal
-    initialization with it (rebuild with ``fresh_changed``), as ReLU layers need."""
+    initialization with it (rebuild with ``fresh_changed``), as ReLU layers need. Frozen
+    layers (a pretrained base) are left as they are: their weights are not the user's to redo."""
     out = is_output(model)
 
     def change(layer, config: dict) -> dict | None:
         act = config.get("activation")
-        if out(layer) or not isinstance(act, str) or act not in saturating:
+        if out(layer) or not layer.trainable or not isinstance(act, str) or act not in saturating:
             return None
         new = {**config, "activation": replacement}
         if "kernel_initializer" in config:

@@ -252,9 +252,9 @@ class OptimizerPlateau(Detector):
     What it detects:
         A model whose own optimizer (plain SGD, RMSprop...) leaves the loss flat at every
         learning rate a range test tries, while Adam from the same weights on the same batches
-        trains. Found only by trying: the confirm stage runs it when no suspected cause's fix
-        un-stalls the model and no error-level finding explains the stall (it is never
-        measured from the probe's facts alone).
+        trains. Found only by trying: the confirm stage runs it when nothing un-stalls the
+        model and no detector found a cause (only chance-level or unexplained-stall say the
+        loss is stuck); it is never measured from the probe's facts alone.
 
     Why it stalls training:
         Plain SGD moves every weight by the same multiple of its gradient: on a plateau, or

@@ -77,6 +77,8 @@ def test_only_adam_trains_creates_a_confirmed_optimizer_plateau_with_both_figure
     ctx = SimpleNamespace(step=SimpleNamespace(optimizer=SGD()), own_learning_rate=0.01, problem=object())
     assert R._may_try_adam(ctx, [finding("chance-level")])
     assert not R._may_try_adam(ctx, [finding("constant-target", Severity.ERROR), finding("chance-level")])
+    # A cause a detector measured keeps its place, even when its own fix was refuted.
+    assert not R._may_try_adam(ctx, [finding("learning-rate-too-low"), finding("chance-level")])
     monkeypatch.setattr(R, "_sandbox", lambda ctx, **kw: "sandbox")
     sweep = [{"learning_rate": r, "progress": p} for r, p in ((1e-3, 0.02), (1e-2, 0.3), (1e-1, 0.1))]
     monkeypatch.setattr(R, "sweep", lambda ctx, problem, prepare, box, reference=None: (1e-2, sweep))
