@@ -35,6 +35,7 @@ TARGETS = {  # issue 6
     "resnet50_check_s": 60.0,
     "resnet50_memory_ratio": 1.3,
     "linear_r2": 0.95,  # our reading of "cost linear in layers and steps": a line explains >= 95%
+    "confirm_ratio": 2.0,  # issue 11: check with confirmation / without, on the shipped samples
 }
 
 
@@ -159,6 +160,55 @@ def end_to_end(workloads: dict[str, dict], plan: dict[str, tuple[int, int, int]]
     return out
 
 
+def shipped_samples() -> dict[str, list[str]]:
+    """Every shipped sample (sample_models/*.keras) with the extra ``stalldoc check`` arguments
+    its scenario declares (``check_args`` in sample_models/generate.py, read without importing
+    it: the harness never imports TensorFlow)."""
+    import ast
+
+    with open(os.path.join(SAMPLES, "generate.py"), encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    extra: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Scenario" and node.args:
+            name = ast.literal_eval(node.args[0])
+            for kw in node.keywords:
+                if kw.arg == "check_args":
+                    extra[name] = list(ast.literal_eval(kw.value))
+    names = sorted(f[:-len(".keras")] for f in os.listdir(SAMPLES) if f.endswith(".keras"))
+    return {name: extra.get(name, []) for name in names}
+
+
+def confirm_section(reps: int) -> dict:
+    """``stalldoc check`` with confirmation (the default) against ``--no-confirm`` on every
+    shipped sample, as separate processes, the two orders alternating round by round."""
+    samples = shipped_samples()
+    times: dict[str, dict[str, list[float]]] = {n: {"confirm": [], "no_confirm": []} for n in samples}
+    confirmations: dict[str, dict] = {}
+    for i in range(reps):
+        for k, (name, extra) in enumerate(samples.items()):
+            w = sample(name)
+            common = [STALLDOC, "check", w["model"], w["data"], *extra, "-q", "--format", "json"]
+            order = ("confirm", "no_confirm") if (i + k) % 2 == 0 else ("no_confirm", "confirm")
+            for which in order:
+                r = timed(common + (["--no-confirm"] if which == "no_confirm" else []), ok=(0, 1))
+                times[name][which].append(r["wall_s"])
+                if which == "confirm":
+                    doc = json.loads(r["stdout"])
+                    first = doc["findings"][0] if doc["findings"] else {}
+                    confirmations[name] = {"first": first.get("id"), "confirmation": first.get("confirmation"),
+                                           "runs": len(doc.get("interventions") or [])}
+    per_sample = {}
+    for name, t in times.items():
+        with_, without = median(t["confirm"]), median(t["no_confirm"])
+        per_sample[name] = {"confirm_s": with_, "no_confirm_s": without, "ratio": with_ / without,
+                            **confirmations.get(name, {})}
+    total_with = sum(s["confirm_s"] for s in per_sample.values())
+    total_without = sum(s["no_confirm_s"] for s in per_sample.values())
+    return {"runs": reps, "samples": per_sample, "confirm_s": total_with, "no_confirm_s": total_without,
+            "ratio": total_with / total_without, "max_ratio": max(s["ratio"] for s in per_sample.values())}
+
+
 def sample(name: str) -> dict:
     return {"model": os.path.join(SAMPLES, f"{name}.keras"), "data": os.path.join(SAMPLES, f"{name}.npz")}
 
@@ -178,13 +228,22 @@ def targets(result: dict) -> list[dict]:
         rows.append({"name": name, "measured": measured, "target": target, "unit": unit,
                      "met": bool(met) if met is not None else None})
 
-    for name, s in result["step"].items():
+    c = result.get("confirm")
+    if c:
+        row(f"check with confirmation / without ({len(c['samples'])} shipped samples, total "
+            f"{c['confirm_s']:.0f} / {c['no_confirm_s']:.0f} s)", c["ratio"], TARGETS["confirm_ratio"],
+            c["ratio"] <= TARGETS["confirm_ratio"], "x")
+        worst = max(c["samples"], key=lambda n: c["samples"][n]["ratio"])
+        row(f"  the slowest sample with confirmation / without ({worst})", c["max_ratio"], None, None, "x")
+    for name, s in result.get("step", {}).items():
         row(f"instrumented step / plain step ({name}, batch {s['batch']})", s["ratio"],
             TARGETS["step_ratio"], s["ratio"] <= TARGETS["step_ratio"], "x")
-    traces = {name: (s["traces"] or {}).get("train_step") for name, s in result["step"].items()}
+    traces = {name: (s["traces"] or {}).get("train_step") for name, s in result.get("step", {}).items()}
     if any(v is not None for v in traces.values()):
         worst = max(v or 0 for v in traces.values())
         row(f"traces of the compiled step per diagnosis (max over {len(traces)} models)", worst, 1, worst <= 1, "")
+    if "cli" not in result:
+        return rows  # --confirm-only
     for name, e in result["end_to_end"].items():
         row(f"stalldoc check / bare baseline ({name}, {e['steps']} steps)", e["time_ratio"],
             TARGETS["end_to_end_ratio"], e["time_ratio"] <= TARGETS["end_to_end_ratio"], "x")
@@ -227,15 +286,23 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: the small sample MLP only")
-    parser.add_argument("--out", default=os.path.join(RESULTS, "latest.json"))
+    parser.add_argument("--out", default=None, help="[bench/results/latest.json; with --confirm-only, confirm.json]")
     parser.add_argument("--no-heavy", action="store_true", help="full run without ResNet50")
+    parser.add_argument("--confirm-only", action="store_true",
+                        help="only the confirmation row: check with and without it on the shipped samples")
+    parser.add_argument("--confirm-reps", type=int, default=3, help="rounds of the confirmation row [3]")
     args = parser.parse_args(argv)
+    args.out = args.out or os.path.join(RESULTS, "confirm.json" if args.confirm_only else "latest.json")
 
     started = time.time()
     load_before = os.getloadavg()
     result: dict = {"schema": 1, "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "python": platform.python_version(), "load_before": load_before}}
+    if args.confirm_only:
+        print("bench: check with and without confirmation on the shipped samples ...", file=sys.stderr)
+        result["confirm"] = confirm_section(args.confirm_reps)
+        return _finish(result, args, started)
     small = "vanishing_sigmoid"  # a shipped sample: 10 sigmoid Dense layers, 2048 samples
     workloads = {small: sample(small), "healthy": sample("healthy")}
     print("bench: stalldoc --help / explain ...", file=sys.stderr)
@@ -274,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     result["end_to_end"] = {k: measured[k] for k in e2e_plan}
     # In a quick run the small MLP stands in for the big models.
     result["scaling"] = {k: measured[k] for k in (scale_plan or e2e_plan)}
+    if not args.quick:
+        print("bench: check with and without confirmation on the shipped samples ...", file=sys.stderr)
+        result["confirm"] = confirm_section(args.confirm_reps)
+    return _finish(result, args, started)
 
+
+def _finish(result: dict, args, started: float) -> int:
     result["machine"]["load_after"] = os.getloadavg()
     result["elapsed_s"] = time.time() - started
     result["targets"] = targets(result)
@@ -283,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, fh, indent=2)
     m = result["machine"]
     print(f"stalldoc bench{' (quick)' if args.quick else ''}: {m['cpus']} CPUs, load average "
-          f"{m['load_before'][0]:.1f} before / {m['load_after'][0]:.1f} after, TensorFlow {m['tensorflow']}, "
+          f"{m['load_before'][0]:.1f} before / {m['load_after'][0]:.1f} after, "
+          f"TensorFlow {m.get('tensorflow', 'not imported')}, "
           f"{result['elapsed_s']:.0f} s; medians, baseline and stalldoc interleaved")
     print(table(result["targets"]))
     print(f"written: {os.path.relpath(args.out, ROOT)}")

@@ -1,10 +1,13 @@
-"""The confirm stage: counterfactual re-runs of the probe's traced step.
+"""The confirm stage: counterfactual re-runs of the probe's steps.
 
 A *control* re-runs the probe's first steps from the state before the first step on the same
-batches; each suspected cause's intervention does the same with one thing changed (the data,
-the kernels, the learning rate). Only values change, so the traced step is reused (``restore``
-then assign, feed other batches, ``set_learning_rate``): nothing is rebuilt or retraced.
-Progress is ``loss_progress`` on the held-out evaluation batch. The step is left as found.
+batches; each suspected cause's intervention does the same with one thing changed. When only
+values change (the data, the kernels, the learning rate) the probe's traced step is reused
+(``restore`` then assign, feed other batches, ``set_learning_rate``): nothing is rebuilt or
+retraced. An architecture, loss or optimizer change runs on a sandbox (``sandbox.rebuild``):
+a clone of the model with the same initial weights and its own step, traced once. Progress is
+``loss_progress`` on the held-out evaluation batch, on a corrected objective where the fix is
+a loss. The probe's step is left as found; the user's model is never rebuilt.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from stalldoc.confirm.catalog import CATALOG, Intervention
+from stalldoc.confirm.sandbox import NotRebuildable, Sandbox
 from stalldoc.facts import MOVING_PROGRESS, Facts, loss_progress
 from stalldoc.findings import Finding, Severity
 
@@ -30,6 +34,8 @@ SWEEP_STEPS = 5
 # by at least this factor (a cause's fix must do clearly better than changing nothing).
 CLEAR_MARGIN = MOVING_PROGRESS
 CLEAR_FACTOR = 2.0
+# What a rebuild and retrace is assumed to cost before one has been measured (seconds).
+REBUILD_ESTIMATE_S = 1.5
 # Outcome findings: what the loss did, not why. When nothing testable ranks above them the
 # learning-rate sweep runs as an exploratory intervention, and a rate this many times the
 # model's own (or this many times smaller) that trains creates the finding it confirms.
@@ -52,6 +58,10 @@ class Problem:
     eval_y: np.ndarray
     floor: float | None
     baseline: float | None
+    # The objective progress is measured on, when it is not the loss the step trains on (a
+    # flipped or corrected loss): a function (y, predictions) -> per-sample loss.
+    objective: Callable | None = None
+    objective_label: str | None = None
 
 
 @dataclass
@@ -67,6 +77,7 @@ class RunResult:
     for_findings: list[str] = field(default_factory=list)
     learning_rate: float | None = None
     sweep: list[dict[str, float]] | None = None
+    detail: str | None = None  # what a sandboxed intervention changed ("relu -> linear")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "intervention": self.label, "progress": self.progress,
@@ -78,6 +89,8 @@ class RunResult:
             out["learning_rate"] = self.learning_rate
         if self.sweep is not None:
             out["sweep"] = self.sweep
+        if self.detail:
+            out["detail"] = self.detail
         return out
 
 
@@ -91,31 +104,57 @@ class Context:
         self.steps = steps
         self.seed = seed
         self.training = bool(session.judge_in_training_mode)
+        self.own_learning_rate = session.step.learning_rate  # before any run changes it
+        self.detail: str | None = None  # what the last sandboxed intervention changed, in words
+        self.setup: tuple | None = None  # the last run's (problem, prepare, sandbox)
+        # Seconds a sandboxed intervention's rebuild, retrace and first run take (the largest
+        # measured so far; REBUILD_ESTIMATE_S before the first): one is not started without them.
+        self.rebuild_estimate = REBUILD_ESTIMATE_S
+        # Confirmed interventions that changed only values: (spec, problem, prepare, result, findings).
+        self.confirmed: list[tuple] = []
         eval_x, eval_y = session.take(0)
         self.problem = Problem(batches=[session.take(i) for i in range(1, steps + 1)], eval_x=eval_x,
                                eval_y=eval_y, floor=facts.loss.floor, baseline=facts.loss.baseline)
 
     def run(self, name: str, label: str, problem: Problem | None = None, *, steps: int | None = None,
-            prepare: Callable[[], None] | None = None, learning_rate: float | None = None) -> RunResult:
+            prepare: Callable[[], None] | None = None, learning_rate: float | None = None,
+            sandbox: Sandbox | None = None) -> RunResult:
         """Restore the initial state, apply ``prepare`` (assign weights) and the learning rate,
-        train ``steps`` steps on the problem's batches, measure progress on its evaluation batch."""
+        train ``steps`` steps on the problem's batches, measure progress on its evaluation batch
+        (on the problem's objective when it has one). With a sandbox, its step and state."""
         problem = problem or self.problem
         steps = self.steps if steps is None else steps
+        step = sandbox.step if sandbox is not None else self.step
         started = time.perf_counter()
-        self.step.restore(self.session.initial_state)
+        step.restore(sandbox.initial_state if sandbox is not None else self.session.initial_state)
         if prepare is not None:
             prepare()
         if learning_rate is not None:
-            self.step.set_learning_rate(learning_rate)
-        initial = self.step.evaluate(problem.eval_x, problem.eval_y, training=self.training)[0]
+            step.set_learning_rate(learning_rate)
+        initial = self.measure(step, problem)
         curve = []
         for x, y in problem.batches[:steps]:
-            curve.append(float(self.step.train(x, y)["loss"]))
-        final = self.step.evaluate(problem.eval_x, problem.eval_y, training=self.training)[0]
+            curve.append(float(step.train(x, y)["loss"]))
+        final = self.measure(step, problem)
         progress = loss_progress(initial, final, problem.floor, problem.baseline)
         return RunResult(name=name, label=label, progress=progress, initial=initial, final=final,
                          steps=steps, curve=curve, seconds=time.perf_counter() - started,
                          learning_rate=learning_rate)
+
+    def measure(self, step, problem: Problem) -> float:
+        """The loss on the problem's evaluation batch: the step's own, or the problem's objective
+        on the step's predictions."""
+        value, pred = step.evaluate(problem.eval_x, problem.eval_y, training=self.training)
+        if problem.objective is None:
+            return value
+        return objective_value(problem.objective, problem.eval_y, pred)
+
+
+def objective_value(objective: Callable, y: np.ndarray, pred: np.ndarray) -> float:
+    import tensorflow as tf
+
+    value = objective(tf.constant(np.asarray(y, dtype=np.float32)), tf.constant(np.asarray(pred, dtype=np.float32)))
+    return float(np.mean(np.asarray(value, dtype=np.float64)))
 
 
 # -- the interventions: each returns the problem to train on and what to assign first ------
@@ -291,13 +330,191 @@ IMPLEMENTATIONS: dict[str, Callable[[Context], Prepared]] = {
 }
 
 
-def sweep(ctx: Context, problem: Problem, prepare) -> tuple[float, list[dict[str, float]]]:
-    """A learning-rate range test on ``problem``: SWEEP_STEPS steps at each of SWEEP_RATES from
-    the same initial state; the rate that went furthest, and every rate's progress."""
+# -- the interventions that retrace: each returns a sandbox and the problem to train on ------
+
+Rebuilt = tuple[Sandbox, Problem]
+# Hidden activations that saturate, replaced by ReLU for a deep vanishing gradient.
+SATURATING_HIDDEN = frozenset({"sigmoid", "tanh", "hard_sigmoid", "softsign"})
+
+
+def _sandbox(ctx: Context, **kwargs) -> Sandbox:
+    from stalldoc.confirm.sandbox import rebuild
+
+    try:
+        return rebuild(ctx.step, ctx.session.initial_state, seed=ctx.seed, learning_rate=ctx.own_learning_rate,
+                       **kwargs)
+    except NotRebuildable as exc:
+        raise NotApplicable(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the rebuilt model or its step failed
+        from stalldoc.errors import one_line
+
+        raise NotApplicable(f"the rebuilt model failed ({type(exc).__name__}: {one_line(exc, 160)})") from exc
+
+
+def _objective_problem(ctx: Context, objective: Callable, label: str, output_activation: str | None) -> Problem:
+    """The probe's problem judged on another objective: its floor (at a perfect prediction)
+    and its constant-predictor baseline, measured as the probe measures the loss's."""
+    from stalldoc.probe.baseline import BASELINE_FIT_ROWS, constant_baseline
+
+    p = ctx.problem
+    try:
+        floor = objective_value(objective, p.eval_y, p.eval_y)
+    except Exception:  # noqa: BLE001 - targets that are not predictions (class ids)
+        floor = None
+    rows = _training_targets(ctx)
+    ctx.step.restore(ctx.session.initial_state)
+    pred = ctx.step.evaluate(p.eval_x, p.eval_y)[1]
+    baseline = constant_baseline(objective, rows[:BASELINE_FIT_ROWS].astype(np.float32), p.eval_y, pred.shape[1:],
+                                 output_activation, seed=0)
+    if floor is not None and not math.isfinite(floor):
+        floor = None
+    return Problem(batches=p.batches, eval_x=p.eval_x, eval_y=p.eval_y, floor=floor, baseline=baseline,
+                   objective=objective, objective_label=label)
+
+
+def _replace_output_activation(ctx: Context, group: list[Finding]) -> Rebuilt:
+    """A softmax over one unit becomes a sigmoid; any other bounded head a linear one."""
+    from stalldoc.confirm.sandbox import set_output_activation
+
+    facts = ctx.facts
+    act = facts.model.output_activation
+    if act in (None, "linear"):
+        raise NotApplicable("the output layer is already linear")
+    new = "sigmoid" if act == "softmax" and facts.model.output_units == 1 else "linear"
+    ctx.detail = f"{act} -> {new}"
+    box = _sandbox(ctx, change=set_output_activation(ctx.step.model, new))
+    return box, ctx.problem
+
+
+def _output_units(ctx: Context, group: list[Finding]) -> Rebuilt:
+    from stalldoc.confirm.sandbox import set_output_units
+
+    y = np.asarray(ctx.problem.eval_y)
+    if y.ndim < 2:
+        raise NotApplicable("the targets hold one value per sample: there is no feature axis to match")
+    units = int(y.shape[-1])
+    if ctx.facts.model.output_units == units:
+        raise NotApplicable(f"the output already has {units} units")
+    ctx.detail = f"{ctx.facts.model.output_units} -> {units} units"
+    return _sandbox(ctx, change=set_output_units(ctx.step.model, units)), ctx.problem
+
+
+def _hidden_activations(ctx: Context, group: list[Finding]) -> Rebuilt:
+    from stalldoc.confirm.sandbox import replace_hidden_activations
+
+    try:
+        box = _sandbox(ctx, change=replace_hidden_activations(ctx.step.model, set(SATURATING_HIDDEN)),
+                       fresh_changed=True)
+    except NotApplicable as exc:
+        if "no layer to change" in str(exc):
+            raise NotApplicable("no saturating hidden activation (sigmoid, tanh) to replace") from exc
+        raise
+    return box, ctx.problem
+
+
+def _flip_loss_sign(ctx: Context, group: list[Finding]) -> Rebuilt:
+    """Train on -loss, and judge both this run and the control on -loss (the true objective
+    of an inverted loss: for the seed's 1 + cos, the cosine distance shifted by a constant)."""
+    from stalldoc.probe.instrument import activation_name
+
+    loss_fn = ctx.step.loss_fn
+
+    def flipped(y, pred):
+        return -loss_fn(y, pred)
+
+    out_act = activation_name(ctx.step.model.layers[-1]) if getattr(ctx.step.model, "layers", None) else None
+    problem = _objective_problem(ctx, flipped, "the loss with its sign flipped", out_act)
+    return _sandbox(ctx, loss_fn=flipped), problem
+
+
+# The loss a loss-output-mismatch case needs: (loss kind, from_logits, new output activation).
+def _swapped_loss(finding: Finding, facts: Facts) -> tuple[str, bool, str | None]:
+    ev = finding.evidence or {}
+    case, kind = ev.get("case"), ev.get("loss") or facts.loss.kind
+    from_logits = bool(facts.loss.from_logits)
+    act = facts.model.output_activation
+    sparse = facts.task is not None and facts.task.label_format == "sparse"
+    if case == "from-logits-on-probabilities":
+        return kind, False, None
+    if case == "probabilities-expected":
+        return kind, True, None
+    if case == "binary-on-one-hot":
+        return "categorical_crossentropy", from_logits, None
+    if case == "sparse-loss-on-rows":
+        return "categorical_crossentropy", from_logits, None
+    if case == "categorical-loss-on-ids":
+        return "sparse_categorical_crossentropy", from_logits, None
+    if case == "one-unit":
+        return "binary_crossentropy", False, "sigmoid"
+    if case == "value-loss-on-probabilities":
+        if act == "sigmoid":
+            return "binary_crossentropy", False, None
+        return ("sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"), False, None
+    raise NotApplicable(f"no automatic loss for this mismatch ({case or 'unknown case'})")
+
+
+def _swap_loss(ctx: Context, group: list[Finding]) -> Rebuilt:
+    """Train on the loss the output and labels need (and judge both runs on it)."""
+    import functools
+
+    import keras
+
+    from stalldoc.confirm.sandbox import set_output_activation
+    from stalldoc.probe.instrument import activation_name
+
+    kind, from_logits, new_act = _swapped_loss(group[0], ctx.facts)
+    fn = getattr(keras.losses, kind, None)
+    if fn is None:
+        raise NotApplicable(f"no Keras loss {kind!r}")
+    loss = functools.partial(fn, from_logits=from_logits)
+    label = f"{kind}{' (from_logits=True)' if from_logits else ''}"
+    ctx.detail = label + (f", {new_act} output" if new_act else "")
+    out_act = new_act or (activation_name(ctx.step.model.layers[-1]) if getattr(ctx.step.model, "layers", None)
+                          else None)
+    problem = _objective_problem(ctx, loss, label, out_act)
+    change = set_output_activation(ctx.step.model, new_act) if new_act else None
+    return _sandbox(ctx, loss_fn=loss, change=change, require_change=False), problem
+
+
+def _unfreeze(ctx: Context, group: list[Finding]) -> Rebuilt:
+    from stalldoc.confirm.sandbox import unfreeze
+
+    try:
+        return _sandbox(ctx, change=unfreeze), ctx.problem
+    except NotApplicable as exc:
+        if "no layer to change" in str(exc):
+            raise NotApplicable("no layer is frozen in its config (trainable=False)") from exc
+        raise
+
+
+SANDBOXED: dict[str, Callable[[Context, list[Finding]], Rebuilt]] = {
+    "unfreeze": _unfreeze,
+    "replace-output-activation": _replace_output_activation,
+    "output-units": _output_units,
+    "hidden-activations": _hidden_activations,
+    "flip-loss-sign": _flip_loss_sign,
+    "swap-loss": _swap_loss,
+}
+def sweep_rates(own: float | None) -> tuple[float, ...]:
+    """The rates a range test tries: decades of the model's own rate, from 1/100 of it to 1000x,
+    widened to cover 1e-5 .. 1 (a rate far off in either direction is still found); without a
+    known rate, the decades 1e-5 .. 1."""
+    if own is None or not math.isfinite(own) or own <= 0:
+        return SWEEP_RATES
+    low = min(-2, math.floor(math.log10(SWEEP_RATES[0] / own) + 1e-9))
+    high = max(3, math.ceil(math.log10(SWEEP_RATES[-1] / own) - 1e-9))
+    return tuple(float(f"{own * 10.0 ** k:.6g}") for k in range(low, high + 1))
+
+
+def sweep(ctx: Context, problem: Problem, prepare, sandbox: Sandbox | None = None,
+          reference: float | None = None) -> tuple[float, list[dict]]:
+    """A learning-rate range test on ``problem``: SWEEP_STEPS steps at each of ``sweep_rates``
+    (around ``reference``, default the model's own rate) from the same initial state; the rate
+    that went furthest, and every rate's progress."""
     results = []
-    for rate in SWEEP_RATES:
+    for rate in sweep_rates(reference if reference is not None else ctx.own_learning_rate):
         run = ctx.run("sweep", "sweep", problem, steps=min(SWEEP_STEPS, ctx.steps), prepare=prepare,
-                      learning_rate=rate)
+                      learning_rate=rate, sandbox=sandbox)
         results.append({"learning_rate": rate, "progress": run.progress})
     finite = [r for r in results if math.isfinite(r["progress"])]
     if not finite:
@@ -338,7 +555,9 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     When an outcome finding (chance-level, unexplained-stall) has no testable suspect ranked
     above it, the learning-rate sweep runs as an exploratory intervention: a rate >= 10x (or
     <= 1/10) the model's own that trains creates a confirmed learning-rate-too-low (-too-high)
-    finding, appended to ``findings``.
+    finding, appended to ``findings``. When still nothing is confirmed, Adam may be tried
+    (``_explore_adam``: a confirmed optimizer-plateau finding when only Adam trains). Two or
+    more confirmed fixes that change only values are run together once (``_combine``).
     """
     started = time.perf_counter()
     step = session.step
@@ -356,21 +575,35 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
         control_lr = step.learning_rate  # the model's own rate, as the control ran it
         control.learning_rate = control_lr
         runs.append(control)
-        controls = {control_lr: control}
+        controls: dict[tuple[int, float | None], RunResult] = {(id(None), control_lr): control}
 
-        def control_at(rate: float) -> RunResult:
-            if rate not in controls:
-                controls[rate] = ctx.run("control", f"unchanged at learning rate {rate:g}", learning_rate=rate)
-                runs.append(controls[rate])
-            return controls[rate]
+        def control_at(rate: float | None, problem: Problem | None = None) -> RunResult:
+            """The unchanged setup at ``rate`` (None: the model's own), judged on ``problem``'s
+            objective when it has one."""
+            objective = problem.objective if problem is not None else None
+            key = (id(objective), control_lr if rate is None else rate)
+            if key not in controls:
+                label = "unchanged" + (f" at learning rate {rate:g}" if rate is not None else "")
+                if objective is not None:
+                    label += f", judged on {problem.objective_label}"
+                judged = Problem(ctx.problem.batches, ctx.problem.eval_x, ctx.problem.eval_y, problem.floor,
+                                 problem.baseline, objective, problem.objective_label) if objective else None
+                controls[key] = ctx.run("control", label, judged, learning_rate=rate)
+                controls[key].learning_rate = key[1]
+                runs.append(controls[key])
+            return controls[key]
 
         for name in testable:
             _test(ctx, CATALOG[name], wanted[name], control, control_at, runs, started, budget_s, on_stage)
+        if len(ctx.confirmed) >= 2 and time.perf_counter() - started <= budget_s:
+            if on_stage:
+                on_stage("confirming: the confirmed fixes together")
+            _combine(ctx, control_at, runs)
         if explore and time.perf_counter() - started <= budget_s:
             if on_stage:
                 on_stage(f"confirming: {CATALOG[EXPLORE].label} (exploratory)")
             try:
-                result, against = _try(ctx, CATALOG[EXPLORE], control, control_at, started, budget_s)
+                result, against = _try(ctx, CATALOG[EXPLORE], [], control, control_at, started, budget_s)
             except NotApplicable:
                 pass  # a schedule, or every rate non-finite: nothing to explore
             else:
@@ -379,9 +612,74 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
                 if created is not None:
                     result.for_findings = [created.id]
                     findings.append(created)
+        if (not any((f.confirmation or {}).get("status") == "confirmed" for f in findings)
+                and _may_try_adam(ctx, findings)
+                and budget_s - (time.perf_counter() - started) >= ctx.rebuild_estimate):
+            if on_stage:
+                on_stage(f"confirming: {CATALOG['adam'].label} (exploratory)")
+            _explore_adam(ctx, findings, runs)
     finally:
         step.restore(saved)
     return [r.to_dict() for r in runs]
+
+
+# Optimizers that already rescale each weight's step (Adam's family): no Adam run for them.
+ADAPTIVE_OPTIMIZERS = frozenset({"Adam", "AdamW", "Adamax", "Nadam", "Lamb", "Lion"})
+# Adam's rates are swept around its default.
+ADAM_DEFAULT_RATE = 1e-3
+
+
+def _may_try_adam(ctx: Context, findings: list[Finding]) -> bool:
+    """Adam is tried when the model's optimizer is not adaptive, its learning rate is a value,
+    and no detector found a cause (only outcome findings say the loss is stuck), as for the
+    exploratory learning-rate sweep: a cause a detector measured keeps its place."""
+    if type(ctx.step.optimizer).__name__ in ADAPTIVE_OPTIMIZERS or ctx.own_learning_rate is None:
+        return False
+    return all(f.id in OUTCOME_IDS or f.evidence.get("exploratory") for f in suspects(findings))
+
+
+def _explore_adam(ctx: Context, findings: list[Finding], runs: list[RunResult]) -> None:
+    """Adam at its best swept rate against the model's own optimizer at its best (the control,
+    or the exploratory learning-rate sweep's run): when Adam trains and the other does not, an
+    optimizer-plateau finding says so, confirmed, and is appended to ``findings``."""
+    import keras
+
+    from stalldoc.detectors import by_id
+    from stalldoc.detectors.base import fmt
+
+    started = time.perf_counter()
+    try:
+        box = _sandbox(ctx, optimizer=keras.optimizers.Adam(ADAM_DEFAULT_RATE))
+        best, rates = sweep(ctx, ctx.problem, None, box, reference=ADAM_DEFAULT_RATE)
+    except NotApplicable:
+        return
+    spec = CATALOG["adam"]
+    result = ctx.run(spec.name, spec.label, ctx.problem, learning_rate=best, sandbox=box)
+    result.sweep, result.seconds = rates, time.perf_counter() - started
+    runs.append(result)
+    own_runs = [r for r in runs if r.name in ("control", EXPLORE) and r.learning_rate is not None
+                and math.isfinite(r.progress) and r is not result]
+    if not own_runs:
+        return
+    against = max(own_runs, key=lambda r: r.progress)
+    if judge(result.progress, against.progress) != "confirmed":
+        return
+    optimizer = type(ctx.step.optimizer).__name__
+    swept = [r["learning_rate"] for r in rates]
+    finding = by_id("optimizer-plateau")().finding(
+        f"with Adam at learning rate {best:g} the loss moved {fmt(result.progress * 100)}% of the way to its floor "
+        f"in {result.steps} steps; with the model's {optimizer} at its best rate ({against.learning_rate:g}): "
+        f"{fmt(against.progress * 100)}% (found by trying Adam over the rates {', '.join(f'{r:g}' for r in swept)}; "
+        "no suspected cause's fix had un-stalled the model)",
+        confidence=0.55 + 0.35 * min(1.0, max(0.0, result.progress - max(0.0, against.progress)) / 0.5),
+        evidence={"optimizer": optimizer, "learning_rate": ctx.own_learning_rate, "adam_rate": best,
+                  "own_best_rate": against.learning_rate, "progress": result.progress,
+                  "control_progress": against.progress, "steps": result.steps, "sweep": rates,
+                  "exploratory": True, "threshold": None},
+    )
+    finding.confirmation = _confirmation("confirmed", spec, result, against)
+    result.for_findings = [finding.id]
+    findings.append(finding)
 
 
 def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]], bool]:
@@ -396,7 +694,8 @@ def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]],
             wanted.setdefault(name, []).append(f)
     for f in findings:
         f.confirmation = {"status": "not-tested", "reason": "no intervention tests this finding"}
-    inverted = [f.id for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
+    invalid = [f for f in findings if f.severity >= Severity.ERROR and by_id(f.id).invalidates_loss]
+    inverted = [f.id for f in invalid]
     explore = not inverted and EXPLORE not in wanted and _unexplained_outcome(findings)
     testable = []
     for name, group in wanted.items():
@@ -404,10 +703,12 @@ def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]],
         reason = None
         if spec.not_testable:
             reason = f"not testable: {spec.not_testable}"
-        elif inverted:
+        elif inverted and not any(f is g for f in invalid for g in group):
+            # Only the fix of what invalidates the loss can be judged: it is judged on a valid
+            # objective (the flipped loss; the loss on an output shaped like the targets).
             reason = (f"not testable: {inverted[0]} makes the loss's own progress meaningless, "
                       "and this stage measures that loss")
-        elif name not in IMPLEMENTATIONS:
+        elif name not in IMPLEMENTATIONS and name not in SANDBOXED:
             reason = "not testable: no implementation of this intervention"
         if reason is None:
             testable.append(name)
@@ -419,30 +720,115 @@ def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]],
 
 def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunResult, control_at,
           runs: list[RunResult], started: float, budget_s: float, on_stage) -> None:
-    """Run one intervention (within the budget) and set its findings' confirmations."""
-    if time.perf_counter() - started > budget_s:
-        reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
-        ctx.facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before {spec.label}")
-    else:
+    """Run one intervention (within the budget) and set its findings' confirmations; when it
+    does not confirm and the catalog names another fix for the same fault (``then``), that one
+    is tried too, and the better-founded result stands (confirmed, else the first run)."""
+    outcome: tuple[str, Intervention, RunResult, RunResult] | None = None
+    reason = None
+    for candidate in _chain(spec):
+        left = budget_s - (time.perf_counter() - started)
+        if left <= 0:
+            if reason is None or outcome is None:
+                reason = f"not run: the confirmation budget ({budget_s:g} s, --budget) was spent"
+            ctx.facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before "
+                                   f"{candidate.label}")
+            break
+        if candidate.name in SANDBOXED and left < ctx.rebuild_estimate:
+            reason = reason or (f"not run: rebuilding the model for it (~{ctx.rebuild_estimate:.1f} s) would "
+                                f"exceed what is left of the confirmation budget ({budget_s:g} s, --budget)")
+            ctx.facts.notes.append(f"{candidate.label} skipped: its rebuild (~{ctx.rebuild_estimate:.1f} s) would "
+                                   f"exceed the {left:.1f} s left of the confirmation budget ({budget_s:g} s)")
+            continue
         if on_stage:
-            on_stage(f"confirming: {spec.label}")
+            on_stage(f"confirming: {candidate.label}")
+        ctx.detail = None
         try:
-            result, against = _try(ctx, spec, control, control_at, started, budget_s)
+            result, against = _try(ctx, candidate, group, control, control_at, started, budget_s)
         except NotApplicable as exc:
-            reason = f"not applicable: {exc}"
-        else:
-            result.for_findings = [f.id for f in group]
-            runs.append(result)
-            status = judge(result.progress, against.progress)
-            for f in group:
-                f.confirmation = _confirmation(status, spec, result, against)
-            return
+            reason = reason or f"not applicable: {exc}"
+            continue
+        result.for_findings = [f.id for f in group]
+        if ctx.detail:
+            result.detail = ctx.detail
+        runs.append(result)
+        status = judge(result.progress, against.progress)
+        if outcome is None or status == "confirmed":
+            outcome = (status, candidate, result, against)
+        if status == "confirmed":
+            problem, prepare, sandbox = ctx.setup
+            if sandbox is None and problem.objective is None:
+                ctx.confirmed.append((candidate, problem, prepare, result, group))
+            break
+    if outcome is not None:
+        status, candidate, result, against = outcome
+        for f in group:
+            f.confirmation = _confirmation(status, candidate, result, against)
+        return
     for f in group:
         f.confirmation = {"status": "not-tested", "intervention": spec.label, "reason": reason}
 
 
+def _combine(ctx: Context, control_at, runs: list[RunResult]) -> None:
+    """The confirmed fixes that change only values (data, weights), run together: one more run
+    on the traced step, no retrace. Two fixes of the same thing (both transform x, or both y)
+    do not combine; the first confirmed keeps its place. The run joins ``runs``, each fix's
+    confirmation gets a ``combined`` entry, and a note gives the figures."""
+    from stalldoc.detectors.base import fmt
+
+    base = ctx.problem
+    x_part = y_part = None
+    parts = []
+    for entry in ctx.confirmed:
+        _, problem, _, _, _ = entry
+        changes_x = problem.eval_x is not base.eval_x
+        changes_y = problem.eval_y is not base.eval_y
+        if (changes_x and x_part is not None) or (changes_y and y_part is not None):
+            continue
+        x_part = entry if changes_x else x_part
+        y_part = entry if changes_y else y_part
+        parts.append(entry)
+    if len(parts) < 2:
+        return
+    xs = (x_part or (None, base))[1]
+    ys = (y_part or (None, base))[1]
+    problem = Problem(batches=[(x, y) for (x, _), (_, y) in zip(xs.batches, ys.batches)], eval_x=xs.eval_x,
+                      eval_y=ys.eval_y, floor=ys.floor, baseline=ys.baseline)
+    prepares = [prepare for _, _, prepare, _, _ in parts if prepare is not None]
+
+    def prepare_all() -> None:
+        for prepare in prepares:
+            prepare()
+
+    rates = {result.learning_rate for _, _, _, result, _ in parts}
+    rate = next(iter(rates)) if len(rates) == 1 else max(parts, key=lambda p: p[3].progress)[3].learning_rate
+    label = " + ".join(spec.label for spec, *_ in parts)
+    started = time.perf_counter()
+    result = ctx.run("combined", label, problem, prepare=prepare_all, learning_rate=rate)
+    result.seconds = time.perf_counter() - started
+    result.for_findings = [f.id for *_, group in parts for f in group]
+    runs.append(result)
+    against = control_at(rate)
+    each = ", ".join(f"{spec.label} {fmt(res.progress * 100)}%" for spec, _, _, res, _ in parts)
+    for *_, group in parts:
+        for f in group:
+            f.confirmation["combined"] = {"interventions": [spec.label for spec, *_ in parts],
+                                          "progress": result.progress, "steps": result.steps}
+    rate_text = f" at learning rate {rate:g}" if rate is not None else ""
+    ctx.facts.notes.append(
+        f"the confirmed fixes together ({label}){rate_text} moved the loss {fmt(result.progress * 100)}% of the "
+        f"way to its floor in {result.steps} steps (each alone: {each}; unchanged: "
+        f"{fmt(against.progress * 100) if math.isfinite(against.progress) else 'non-finite'}%)")
+
+
+def _chain(spec: Intervention) -> list[Intervention]:
+    chain = [spec]
+    while chain[-1].then and CATALOG[chain[-1].then] not in chain:
+        chain.append(CATALOG[chain[-1].then])
+    return chain
+
+
 def _testable(name: str | None) -> bool:
-    return bool(name) and name in IMPLEMENTATIONS and not CATALOG[name].not_testable
+    return bool(name) and (name in IMPLEMENTATIONS or name in SANDBOXED) and not CATALOG[name].not_testable
 
 
 def _unexplained_outcome(findings: list[Finding]) -> bool:
@@ -491,29 +877,45 @@ def _explored_finding(result: RunResult, control: RunResult) -> Finding | None:
     return finding
 
 
-def _try(ctx: Context, spec: Intervention, control: RunResult, control_at, started: float,
-         budget_s: float) -> tuple[RunResult, RunResult]:
-    """The intervention's run and the control it is judged against."""
+def _try(ctx: Context, spec: Intervention, group: list[Finding], control: RunResult, control_at,
+         started: float, budget_s: float) -> tuple[RunResult, RunResult]:
+    """The intervention's run and the control it is judged against. A sandboxed intervention
+    (architecture, loss) rebuilds and retraces once; its runs then reuse that step."""
     step_started = time.perf_counter()
-    problem, prepare = IMPLEMENTATIONS[spec.name](ctx)
+    sandbox = None
+    if spec.name in SANDBOXED:
+        sandbox, problem = SANDBOXED[spec.name](ctx, group)
+        prepare = None
+    else:
+        problem, prepare = IMPLEMENTATIONS[spec.name](ctx)
+    ctx.setup = (problem, prepare, sandbox)
+    against = control if problem.objective is None else control_at(None, problem)
+    own = ctx.own_learning_rate
     if spec.kind == "learning-rate":
-        best, rates = sweep(ctx, problem, prepare)
-        result = ctx.run(spec.name, spec.label, problem, prepare=prepare, learning_rate=best)
+        best, rates = sweep(ctx, problem, prepare, sandbox)
+        result = ctx.run(spec.name, spec.label, problem, prepare=prepare, learning_rate=best, sandbox=sandbox)
         result.sweep, result.seconds = rates, time.perf_counter() - step_started
-        return result, control
-    result = ctx.run(spec.name, spec.label, problem, prepare=prepare)
-    if (judge(result.progress, control.progress) == "confirmed" or ctx.step.learning_rate is None
+        return result, against
+    result = ctx.run(spec.name, spec.label, problem, prepare=prepare, sandbox=sandbox)
+    result.seconds = time.perf_counter() - step_started  # the rebuild and retrace included
+    if sandbox is not None:
+        ctx.rebuild_estimate = max(ctx.rebuild_estimate, result.seconds)
+    if (judge(result.progress, against.progress) == "confirmed" or own is None
+            or (sandbox is not None and sandbox.step.learning_rate is None)
             or time.perf_counter() - started > budget_s):
-        return result, control
-    best, rates = sweep(ctx, problem, prepare)
-    if control.learning_rate is not None and math.isclose(best, control.learning_rate, rel_tol=1e-3):
-        return result, control
-    retried = ctx.run(spec.name, spec.label, problem, prepare=prepare, learning_rate=best)
+        return result, against
+    try:
+        best, rates = sweep(ctx, problem, prepare, sandbox)
+    except NotApplicable:  # every swept rate non-finite: the run at the model's own rate stands
+        return result, against
+    if math.isclose(best, own, rel_tol=1e-3):
+        return result, against
+    retried = ctx.run(spec.name, spec.label, problem, prepare=prepare, learning_rate=best, sandbox=sandbox)
     retried.sweep, retried.seconds = rates, time.perf_counter() - step_started
-    against = control_at(best)
-    if judge(retried.progress, against.progress) == "confirmed":
-        return retried, against
-    return result, control
+    against_at = control_at(best, problem if problem.objective is not None else None)
+    if judge(retried.progress, against_at.progress) == "confirmed":
+        return retried, against_at
+    return result, against
 
 
 def _confirmation(status: str, spec: Intervention, result: RunResult, control: RunResult) -> dict[str, Any]:
@@ -522,4 +924,6 @@ def _confirmation(status: str, spec: Intervention, result: RunResult, control: R
     if result.learning_rate is not None:
         out["learning_rate"] = result.learning_rate
         out["control_learning_rate"] = control.learning_rate
+    if result.detail:
+        out["detail"] = result.detail
     return out

@@ -51,6 +51,7 @@ CAUSAL_ORDER: tuple[tuple[str, ...], ...] = (
     # the optimizer's steps
     ("learning-rate-too-high",),
     ("learning-rate-too-low",),
+    ("optimizer-plateau",),
     ("converged",),
     # the forward signal
     ("exploding-activation",),

@@ -52,6 +52,7 @@ class SaturatedActivation(Detector):
 
     id = "saturated-activation"
     area = "activations"
+    intervention = "hidden-activations"
     summary = "sigmoid/tanh/softmax layers stuck in their flat tails"
     describes_state = True
     thresholds = (

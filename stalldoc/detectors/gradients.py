@@ -45,6 +45,7 @@ class NoTrainableWeights(Detector):
 
     id = "no-trainable-weights"
     area = "gradients"
+    intervention = "unfreeze"
     summary = "the model has no trainable weights"
     severity = Severity.ERROR
     explains = ("disconnected-gradient", "converged", "learning-rate-too-low")

@@ -247,4 +247,37 @@ class Converged(Detector):
         )]
 
 
-DETECTORS = (LearningRateTooHigh, LearningRateTooLow, Converged)
+class OptimizerPlateau(Detector):
+    """
+    What it detects:
+        A model whose own optimizer (plain SGD, RMSprop...) leaves the loss flat at every
+        learning rate a range test tries, while Adam from the same weights on the same batches
+        trains. Found only by trying: the confirm stage runs it when nothing un-stalls the
+        model and no detector found a cause (only chance-level or unexplained-stall say the
+        loss is stuck); it is never measured from the probe's facts alone.
+
+    Why it stalls training:
+        Plain SGD moves every weight by the same multiple of its gradient: on a plateau, or
+        where the gradients of different layers differ by orders of magnitude, no single rate
+        works. Adam rescales each weight's step by its own gradient history.
+
+    How to fix:
+        Use Adam (at the rate the finding names), or add momentum and normalization
+        (BatchNormalization, standardized inputs) so that one rate suits every layer.
+
+    Thresholds:
+        none of its own: Adam's run must pass the confirm stage's test (the loss moves at
+            least MOVING_PROGRESS of the way, and clearly more than the model's own
+            optimizer at its best swept rate).
+    """
+
+    id = "optimizer-plateau"
+    area = "optimization"
+    summary = "the model's optimizer cannot leave the plateau at any rate, Adam can (found by a confirm run)"
+    after_verdict = True  # never run by the detectors stage: created by the confirm stage
+
+    def check(self, facts: Facts) -> list[Finding]:
+        return []
+
+
+DETECTORS = (LearningRateTooHigh, LearningRateTooLow, Converged, OptimizerPlateau)

@@ -8,6 +8,7 @@ See https://docs.github.com/actions/reference/workflow-commands-for-github-actio
 
 from __future__ import annotations
 
+from stalldoc.confirm.catalog import sentence
 from stalldoc.findings import Report, Severity
 from stalldoc.report._common import counts, first_finding_label, loss_line, output_tag
 
@@ -39,6 +40,8 @@ def render(report: Report, **_: object) -> str:
             body += f"\nfix: {f.fix}"
         if f.explains:
             body += f"\nexplains: {', '.join(f.explains)}"
+        if f.confirmation and (f.confirmation.get("status") != "not-tested" or rank == 1):
+            body += f"\n{sentence(f.confirmation)}"
         if rank == 1 and first_finding_label(report) == "root cause":
             body = "root cause: " + body
         lines.append(_command(_COMMAND[f.severity], body, file=model, title=title))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from stalldoc.confirm.catalog import sentence
 from stalldoc.findings import Finding, Report, Severity, fail_level
 from stalldoc.numbers import num
 from stalldoc.report._common import area_of, by_detector, counts, detector_order, loss_line, output_tag
@@ -36,6 +37,8 @@ def _details(findings: list[Finding]) -> str:
             lines.append("evidence: " + ", ".join(f"{k}={num(v) if isinstance(v, float) else v}"
                                               for k, v in f.evidence.items()))
         lines.append(f"fix: {f.fix}")
+        if f.confirmation:
+            lines.append(f"confirmation: {sentence(f.confirmation)}")
         if f.explains:
             lines.append("explains: " + ", ".join(f.explains))
         blocks.append("\n".join(lines))
@@ -54,7 +57,9 @@ def render(report: Report, *, fail_on: Severity | str | None = "warning", **_: o
     props = ET.SubElement(suite, "properties")
     for key, value in (("verdict", report.verdict), ("loss", loss_line(report)),
                        ("model", model_name), ("data", str(report.data.path or "")),
-                       ("fail_on", level.label if level else "never"), ("findings", counts(report))):
+                       ("fail_on", level.label if level else "never"), ("findings", counts(report)),
+                       *((("confirmed", ", ".join(f.id for f in report.findings if (f.confirmation or {})
+                                                  .get("status") == "confirmed")),) if report.interventions else ())):
         ET.SubElement(props, "property", name=key, value=value)
 
     tests = failures = errors = skips = 0

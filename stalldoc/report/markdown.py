@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stalldoc.confirm.catalog import sentence
 from stalldoc.findings import Report, Severity
 from stalldoc.report._common import counts, first_finding_label, loss_line, output_lines, output_tag
 
@@ -19,6 +20,30 @@ def _code(text: object) -> str:
     return f"`{str(text).replace('`', '')}`"
 
 
+def _percent(share: object) -> str:
+    return f"{share * 100:.3g}%" if isinstance(share, (int, float)) and share == share else "non-finite"
+
+
+def _confirmation(report: Report) -> list[str]:
+    """The confirm stage: each tested finding's sentence, then every counterfactual run."""
+    tested = [f for f in report.findings if f.confirmation and f.confirmation.get("status") != "not-tested"]
+    if not tested and not report.interventions:
+        return []
+    out = ["### Confirmation", ""]
+    out += [f"- **{f.id}** {_cell(sentence(f.confirmation))}" for f in tested]
+    if report.interventions:
+        out += ["", "| run | findings | learning rate | progress to the floor | steps | seconds |",
+                "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for run in report.interventions:
+            what = run.get("intervention", run.get("name", "?")) + (f" ({run['detail']})" if run.get("detail") else "")
+            rate = run.get("learning_rate")
+            out.append(f"| {_cell(what)} | {_cell(', '.join(run.get('findings', [])))} | "
+                       f"{'' if rate is None else f'{rate:g}'} | {_percent(run.get('progress'))} | "
+                       f"{run.get('steps', '')} | {run.get('seconds', '')} |")
+    out.append("")
+    return out
+
+
 def render(report: Report, **_: object) -> str:
     model = report.model.path or "model"
     data = report.data.path or "data"
@@ -33,6 +58,9 @@ def render(report: Report, **_: object) -> str:
         label = first_finding_label(report).capitalize()
         tag = f" {_cell(output_tag(root))}" if root.output is not None else ""
         out += [f"**{label}:** {_code(root.id)}{tag} — {_cell(root.message)}", ""]
+        confirmed = sentence(root.confirmation)
+        if confirmed:
+            out += [f"> {_cell(confirmed)}", ""]
     elif report.verdict == "stalled":
         out += ["The loss did not move and no detector found a cause.", ""]
     if report.findings:
@@ -51,6 +79,7 @@ def render(report: Report, **_: object) -> str:
                 fixes.append(line)
         if fixes:
             out += ["### How to fix", "", *fixes, ""]
+    out += _confirmation(report)
     if report.errors:
         out += ["### Detector errors", ""]
         out += [f"- {_code(e.detector)} crashed: {_cell(e.error)}" for e in report.errors]

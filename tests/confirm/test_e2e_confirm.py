@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import stalldoc
+from stalldoc.confirm.run import SANDBOXED
 from stalldoc.probe.step import TRACES
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +46,10 @@ def test_unnormalized_input_is_confirmed_by_standardizing_x():
     assert math.isnan(c["control_progress"]) or c["progress"] > c["control_progress"] + 0.05
     assert report.interventions[0]["name"] == "control"
     assert any(run["name"] == "standardize-x" and len(run["curve"]) == run["steps"] for run in report.interventions)
-    assert TRACES["train_step"] == traces + 1  # the probe's one trace: the re-runs reuse it
+    # The probe's one trace, reused by every re-run that changes only values; an architecture or
+    # loss change retraces once, on its sandbox copy (its sweep reuses that trace).
+    rebuilt = {run["name"] for run in report.interventions} & set(SANDBOXED)
+    assert TRACES["train_step"] == traces + 1 + len(rebuilt)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     others = [f.confirmation["status"] for f in report.findings[1:]]
     assert all(s in ("refuted", "not-tested") for s in others)
@@ -62,7 +66,8 @@ def test_a_tiny_adam_learning_rate_is_confirmed_by_the_sweep_with_the_rate():
     assert c["status"] == "confirmed" and c["intervention"] == "learning-rate sweep", c
     assert 1e-4 <= c["learning_rate"] <= 1.0 and c["control_learning_rate"] == pytest.approx(1e-7)
     sweep = next(run for run in report.interventions if run["name"] == "learning-rate-sweep")["sweep"]
-    assert len(sweep) == 6
+    rates = [r["learning_rate"] for r in sweep]  # decades from 1/100 of the model's rate up to 1
+    assert rates[0] == pytest.approx(1e-9) and rates[-1] == pytest.approx(1.0) and len(rates) == 10
     from stalldoc.report.text import render
 
     assert f"learning rate at {c['learning_rate']:.3g}" in render(report)
@@ -104,7 +109,7 @@ def test_an_sgd_rate_no_detector_flags_gets_a_confirmed_learning_rate_too_low_fr
     assert root.evidence.get("exploratory") is True  # created by the sweep, not by the detector
     c = root.confirmation
     assert c["status"] == "confirmed" and c["learning_rate"] >= 10 * 1e-4 and c["progress"] >= 0.05
-    assert "the model's 0.0001" in root.message and root.evidence["swept_rates"][0] == 1e-5
+    assert "the model's 0.0001" in root.message and root.evidence["swept_rates"][0] <= 1e-5
     assert "unexplained-stall" not in [f.id for f in report.findings]
     sweep = next(run for run in report.interventions if run["name"] == "learning-rate-sweep")
     assert sweep["findings"] == ["learning-rate-too-low"]

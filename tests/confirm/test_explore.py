@@ -23,8 +23,8 @@ def run(progress, rate, sweep=None):
 def test_exploration_only_when_nothing_testable_ranks_above_an_outcome_finding():
     assert _unexplained_outcome([finding("chance-level")])
     assert _unexplained_outcome([finding("unexplained-stall")])
-    # saturated-activation has no testable intervention: the outcome is still unexplained
-    assert _unexplained_outcome([finding("saturated-activation"), finding("chance-level")])
+    # vanishing-activation has no testable intervention: the outcome is still unexplained
+    assert _unexplained_outcome([finding("vanishing-activation"), finding("chance-level")])
     assert not _unexplained_outcome([finding("unnormalized-input", Severity.ERROR), finding("chance-level")])
     assert not _unexplained_outcome([finding("dead-relu")])  # no outcome finding: a cause is there
 
@@ -53,3 +53,51 @@ def test_no_finding_when_the_best_rate_is_near_the_models_or_nothing_trains():
     assert _explored_finding(run(0.04, 1e-2, SWEEP), run(0.0, 1e-4)) is None  # below the moving threshold
     assert _explored_finding(run(0.3, 1e-2, SWEEP), run(0.28, 1e-4)) is None  # the control moved as much
     assert _explored_finding(run(0.5, 1e-2, SWEEP), run(math.nan, None)) is None  # a schedule: no own rate
+
+
+def test_sweep_rates_are_decades_of_the_models_own_rate_covering_1e_5_to_1():
+    from stalldoc.confirm.run import SWEEP_RATES, sweep_rates
+
+    assert sweep_rates(1e-3) == (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # Adam's default: six decades
+    sgd = sweep_rates(0.05)
+    assert 0.05 in sgd and sgd[-1] == 50.0 and sgd[0] <= 1e-5  # up to 1000x the model's own
+    tiny = sweep_rates(1e-7)
+    assert tiny[0] == 1e-9 and tiny[-1] == 1.0  # from 1/100 of it, and still up to 1
+    assert sweep_rates(None) == SWEEP_RATES
+
+
+def test_only_adam_trains_creates_a_confirmed_optimizer_plateau_with_both_figures(monkeypatch):
+    from types import SimpleNamespace
+
+    import stalldoc.confirm.run as R
+
+    class SGD:  # the model's optimizer: not adaptive
+        pass
+
+    ctx = SimpleNamespace(step=SimpleNamespace(optimizer=SGD()), own_learning_rate=0.01, problem=object())
+    assert R._may_try_adam(ctx, [finding("chance-level")])
+    assert not R._may_try_adam(ctx, [finding("constant-target", Severity.ERROR), finding("chance-level")])
+    # A cause a detector measured keeps its place, even when its own fix was refuted.
+    assert not R._may_try_adam(ctx, [finding("learning-rate-too-low"), finding("chance-level")])
+    monkeypatch.setattr(R, "_sandbox", lambda ctx, **kw: "sandbox")
+    sweep = [{"learning_rate": r, "progress": p} for r, p in ((1e-3, 0.02), (1e-2, 0.3), (1e-1, 0.1))]
+    monkeypatch.setattr(R, "sweep", lambda ctx, problem, prepare, box, reference=None: (1e-2, sweep))
+    ctx.run = lambda name, label, problem, *, learning_rate=None, sandbox=None: run(0.3, learning_rate)
+    own_best = run(0.01, 1.0)
+    own_best.name = "learning-rate-sweep"
+    control = run(0.0, 0.01)
+    control.name = "control"
+    findings, runs = [finding("chance-level")], [control, own_best]
+    R._explore_adam(ctx, findings, runs)
+    created = findings[-1]
+    assert created.id == "optimizer-plateau" and created.evidence["exploratory"] is True
+    assert created.message.startswith("with Adam at learning rate 0.01 the loss moved 30% of the way")
+    assert "with the model's SGD at its best rate (1): 1%" in created.message
+    c = created.confirmation
+    assert c["status"] == "confirmed" and c["intervention"] == "Adam at the swept rate"
+    assert c["control_progress"] == 0.01 and runs[-1].for_findings == ["optimizer-plateau"]
+    # Adam no better than the model's own optimizer at its best rate: no finding.
+    findings = [finding("chance-level")]
+    ctx.run = lambda name, label, problem, *, learning_rate=None, sandbox=None: run(0.02, learning_rate)
+    R._explore_adam(ctx, findings, [control, own_best])
+    assert [f.id for f in findings] == ["chance-level"]
