@@ -151,9 +151,13 @@ class Context:
 
 
 def objective_value(objective: Callable, y: np.ndarray, pred: np.ndarray) -> float:
+    """``objective`` on the predictions, called as Keras' compile calls a loss (ranks aligned)."""
     import tensorflow as tf
 
-    value = objective(tf.constant(np.asarray(y, dtype=np.float32)), tf.constant(np.asarray(pred, dtype=np.float32)))
+    from stalldoc.inputs.losses import as_compiled
+
+    value = as_compiled(objective)(tf.constant(np.asarray(y, dtype=np.float32)),
+                                   tf.constant(np.asarray(pred, dtype=np.float32)))
     return float(np.mean(np.asarray(value, dtype=np.float64)))
 
 
@@ -466,7 +470,9 @@ def _swap_loss(ctx: Context, group: list[Finding]) -> Rebuilt:
     fn = getattr(keras.losses, kind, None)
     if fn is None:
         raise NotApplicable(f"no Keras loss {kind!r}")
-    loss = functools.partial(fn, from_logits=from_logits)
+    from stalldoc.inputs.losses import as_compiled
+
+    loss = as_compiled(functools.partial(fn, from_logits=from_logits))  # ranks aligned, as compile does
     label = f"{kind}{' (from_logits=True)' if from_logits else ''}"
     ctx.detail = label + (f", {new_act} output" if new_act else "")
     out_act = new_act or (activation_name(ctx.step.model.layers[-1]) if getattr(ctx.step.model, "layers", None)
