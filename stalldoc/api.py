@@ -31,7 +31,8 @@ IN_MEMORY = "<arrays>"
 def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, max_steps: int | None = None,
              batch_size: int | None = None, seed: int | None = None, select: Sequence[str] | None = None,
              ignore: Sequence[str] | None = None,
-             thresholds: Mapping[str, Mapping[str, float]] | None = None) -> Report:
+             thresholds: Mapping[str, Mapping[str, float]] | None = None, budget: float | None = None,
+             tensorboard: str | None = None) -> Report:
     """Run a few instrumented training steps of ``model`` on ``(x, y)`` and return the ranked diagnosis.
 
     ``x`` is an array, or a list (in ``model.inputs`` order) or dict (by input name) of arrays
@@ -44,7 +45,9 @@ def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, ma
     ``(y_true, y_pred)``, or one of ``stalldoc check --loss``'s specs (``auto`` = the model's
     compiled loss, else cosine distance).
     ``select``/``ignore`` are finding ids; ``thresholds`` maps a finding id to threshold
-    overrides, as ``[tool.stalldoc.detectors.<id>]`` does. Every setting left None takes the
+    overrides, as ``[tool.stalldoc.detectors.<id>]`` does; ``budget`` the seconds of training
+    the diagnosis may spend (``--budget``); ``tensorboard`` a directory to write the run's
+    TensorBoard events to (``--tensorboard``). Every setting left None takes the
     CLI's default (``stalldoc.options.Options``). Raises ``stalldoc.StalldocError`` on bad input.
     """
     import keras
@@ -56,7 +59,8 @@ def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, ma
         raise InputError(f"model: expected a keras.Model, got {type(model).__name__}")
     _check_loss(loss)
     options = Options.merged(loss=loss, steps=steps, max_steps=max_steps, batch_size=batch_size, seed=seed,
-                             select=select, ignore=ignore, thresholds=thresholds)
+                             select=select, ignore=ignore, thresholds=thresholds, budget=budget,
+                             tensorboard=tensorboard)
     x, y, reader = _read(model, x, y, options)
     probed, notes = _probed_model(model, x)  # before preserved(): building creates the variables it saves
     dataset = to_dataset(probed, x, y)

@@ -61,7 +61,7 @@ def test_check_writes_per_step_scalars_and_per_layer_histograms(tmp_path, monkey
     monkeypatch.setattr(tb, "write_run", spy)
     model, data = sample("vanishing_sigmoid")
     log_dir = tmp_path / "logs"
-    result = check(model, data, "--steps", "12", "--max-steps", "12", "--tensorboard", str(log_dir))
+    result = check(model, data, "--steps", "12", "--max-steps", "12", "--budget", "1000", "--tensorboard", str(log_dir))
     assert result.exit_code == 1, result.output
     assert restored == [True]
     doc = json.loads(result.stdout)
@@ -172,3 +172,18 @@ def test_config_key_is_relative_to_the_config_file(tmp_path):
     config.write_text('[tool.stalldoc]\ntensorboard = "runs/diag"\n')
     options = Options.merged(load_config(str(config)))
     assert options.tensorboard == str(tmp_path / "runs" / "diag")
+
+
+def test_the_python_api_writes_the_same_run(tmp_path):
+    import keras
+
+    import stalldoc
+
+    model_path, data_path = sample("vanishing_sigmoid")
+    data = np.load(data_path)
+    model = keras.models.load_model(model_path, compile=True)
+    log_dir = tmp_path / "tb"
+    report = stalldoc.diagnose(model, data["x"], data["y"], steps=5, max_steps=5, tensorboard=str(log_dir))
+    (run,) = runs_in(log_dir)
+    tags = read(os.path.join(log_dir, run))
+    assert len(tags["loss/train"][1]) == report.loss.steps == 5
