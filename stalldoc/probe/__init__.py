@@ -43,6 +43,15 @@ __all__ = ["Horizon", "ProbeSession", "collect_facts", "run_probe"]
 # A falling trend in the per-step training loss is significant below this t statistic.
 TREND_T = -3.0
 
+# The loss is judged on more than one batch when the rarest class of class-like targets is
+# expected fewer than RARE_CLASS_MIN_IN_BATCH times in a batch: enough batches for about
+# RARE_CLASS_IN_EVAL of it, at most EVAL_MAX_ROWS rows. (A 99:1 classifier's batch of 64 often
+# holds no positive: its loss and constant-predictor level are then those of one class.)
+RARE_CLASS_MIN_IN_BATCH = 4
+RARE_CLASS_IN_EVAL = 8
+EVAL_MAX_ROWS = 1024
+MAX_CLASSES = 100
+
 # The share of the diagnosis' time budget (--budget) the probe's steps may use; the rest is
 # the confirm stage's. A budget never cuts the probe below MIN_BUDGET_STEPS steps.
 PROBE_BUDGET_SHARE = 0.5
@@ -190,11 +199,18 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     if step.strategy is not None:
         batch, indices = _replicated_rows(step, batch, indices, dataset.samples, horizon.max_steps, seed, notes)
 
-    indices = _held_out(indices, batch, dataset.samples)
+    first_targets = next(iter(dataset.targets_by_output.values()))[1] if multi else dataset.targets
+    eval_rows = _evaluation_rows(first_targets, indices, batch, dataset.samples)
+    if eval_rows > batch:
+        notes.append(f"the loss is judged on {eval_rows} held-out rows, not one batch of {batch}, so that the "
+                     "rarest class is in them")
+    indices = _held_out(indices, batch, dataset.samples, eval_rows)
 
     def take(i: int):
-        """Batch i of the probe's rows (0 is the evaluation batch), sorted for cheap reads."""
-        order = np.sort(indices[batch * i: batch * (i + 1)])
+        """Batch i of the probe's rows (0 is the evaluation batch: ``eval_rows`` rows), sorted
+        for cheap reads."""
+        start, stop = (0, eval_rows) if i == 0 else (eval_rows + batch * (i - 1), eval_rows + batch * i)
+        order = np.sort(indices[start:stop])
         xs = [np.asarray(a[order]) for a in dataset.inputs.values()]
         if multi:
             return xs, [np.asarray(a[order], dtype=np.float32) for _, a in dataset.targets_by_output.values()]
@@ -210,14 +226,14 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
 
         heads = [output_head(model, k) for k in range(len(loss))]
         floors = [_floor(step, one, y, k) for k, (one, y) in enumerate(zip(loss, eval_y))]
-        baselines = [_baseline(one, arr, indices, batch, y, pred, head)
+        baselines = [_baseline(one, arr, indices, eval_rows, y, pred, head)
                      for one, (_, arr), y, pred, head in zip(loss, dataset.targets_by_output.values(), eval_y,
                                                              initial_pred, heads)]
         floor = _weighted(step.weights, floors)
         baseline = _weighted(step.weights, baselines)
     else:
         floor = _floor(step, loss, eval_y)
-        baseline = _baseline(loss, dataset.targets, indices, batch, eval_y, initial_pred,
+        baseline = _baseline(loss, dataset.targets, indices, eval_rows, eval_y, initial_pred,
                              model.layers[-1] if getattr(model, "layers", None) else None)
 
     records: list[dict] = []
@@ -398,17 +414,57 @@ def _label_format_hint(loss: ResolvedLoss, targets: ArrayFacts, model) -> str | 
     return None
 
 
-def _held_out(indices: np.ndarray, batch: int, samples: int) -> np.ndarray:
-    """The evaluation batch first, then training rows that never include it (cycled as
-    needed), so the loss is judged on rows the steps did not train on — a model memorizing
-    labels that carry no signal stays at chance there. With fewer than three batches of data
-    nothing can be held out, and the rows are used as drawn."""
-    if samples < 3 * batch:
+def _held_out(indices: np.ndarray, batch: int, samples: int, eval_rows: int | None = None) -> np.ndarray:
+    """The evaluation rows first (``eval_rows``, one batch by default), then the training
+    batches' rows, which never include them (cycled as needed), so the loss is judged on rows
+    the steps did not train on — a model memorizing labels that carry no signal stays at
+    chance there. With fewer than three evaluation sets of data nothing can be held out, and
+    the rows are used as drawn."""
+    eval_rows = eval_rows or batch
+    if samples < 3 * eval_rows:
         return indices
-    evaluation = indices[:batch]
-    pool = indices[batch:]
+    evaluation = indices[:eval_rows]
+    pool = indices[eval_rows:]
     pool = pool[~np.isin(pool, evaluation)]
     return np.concatenate([evaluation, np.resize(pool, indices.size - batch)])
+
+
+def _evaluation_rows(targets, indices: np.ndarray, batch: int, samples: int) -> int:
+    """How many rows the loss is judged on: one batch, or — when the rarest class of
+    class-like targets would appear fewer than RARE_CLASS_MIN_IN_BATCH times in a batch —
+    enough whole batches to hold about RARE_CLASS_IN_EVAL of it (at most EVAL_MAX_ROWS, and
+    at most a third of the data, so that training rows remain)."""
+    share = rarest_class_share(np.asarray(targets[np.sort(indices)]))
+    if share is None or share * batch >= RARE_CLASS_MIN_IN_BATCH:
+        return batch
+    batches = min(math.ceil(RARE_CLASS_IN_EVAL / share / batch), max(1, EVAL_MAX_ROWS // batch),
+                  max(1, samples // (3 * batch)), max(1, indices.size // (2 * batch)))
+    return batch * batches
+
+
+def rarest_class_share(y: np.ndarray) -> float | None:
+    """The share of the rarest class present in class-like targets: class ids (integers with
+    at most MAX_CLASSES values), one-hot rows, or 0/1 label columns (the rarer of each
+    column's two values); None for other targets."""
+    if y.size == 0 or not np.all(np.isfinite(y)):
+        return None
+    if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+        flat = y.reshape(-1)
+        if not np.all(flat == np.round(flat)):
+            return None
+        _, counts = np.unique(flat, return_counts=True)
+        if counts.size < 2 or counts.size > MAX_CLASSES:
+            return None
+        return float(counts.min() / flat.size)
+    if y.ndim == 2 and np.all((y == 0) | (y == 1)):
+        positives = y.sum(axis=0)
+        if np.all(y.sum(axis=1) == 1):  # one-hot rows: the rarest present class
+            present = positives[positives > 0]
+            return float(present.min() / y.shape[0]) if present.size >= 2 else None
+        either = np.minimum(positives, y.shape[0] - positives)  # multi-label: each column's rarer value
+        either = either[either > 0]
+        return float(either.min() / y.shape[0]) if either.size else None
+    return None
 
 
 def _all_layers(model) -> list:
@@ -465,15 +521,16 @@ def _trend_t(values: list[float]) -> float:
     return slope / se
 
 
-def _baseline(loss: ResolvedLoss, targets, indices: np.ndarray, batch: int, eval_y: np.ndarray,
+def _baseline(loss: ResolvedLoss, targets, indices: np.ndarray, eval_rows: int, eval_y: np.ndarray,
               initial_pred: np.ndarray, head) -> float | None:
-    """The constant-predictor loss on the evaluation batch, fitted on the probe's training rows
-    of ``targets``, for the output produced by the layer ``head``."""
+    """The constant-predictor loss on the evaluation rows (the first ``eval_rows`` of
+    ``indices``), fitted on the probe's training rows of ``targets``, for the output produced
+    by the layer ``head``."""
     from stalldoc.probe.instrument import activation_name
 
-    rows = np.sort(np.unique(indices[batch:])[:BASELINE_FIT_ROWS])
+    rows = np.sort(np.unique(indices[eval_rows:])[:BASELINE_FIT_ROWS])
     if rows.size == 0:
-        rows = np.sort(indices[:batch])
+        rows = np.sort(indices[:eval_rows])
     y_fit = np.asarray(targets[rows], dtype=np.float32)
     if not (np.all(np.isfinite(y_fit)) and np.all(np.isfinite(eval_y))):
         return None
