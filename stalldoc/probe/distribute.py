@@ -230,12 +230,12 @@ class AcrossReplicas:
         return self._context().all_reduce(tf.distribute.ReduceOp.MEAN, values)
 
     def moments(self, means, variances):
-        """Global (mean, variance) from per-replica ones over equal-sized slices: the mean of the
-        means, and the mean of (variance + squared distance of the replica's mean to it)."""
+        """Global (mean, variance) vectors from per-replica ones over equal-sized slices: the mean
+        of the means, and the mean of (variance + squared distance of the replica's mean to it)."""
         import tensorflow as tf
 
         mean = self.mean(means)
-        variance = self.mean([v + tf.square(m - g) for m, v, g in zip(means, variances, mean)])
+        variance = self.mean(variances + tf.square(means - mean))
         return mean, variance
 
     def gather(self, value):

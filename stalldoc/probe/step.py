@@ -28,6 +28,7 @@ from stalldoc.probe.instrument import (
     learning_rate_of,
     local_gain,
 )
+from stalldoc.probe.reductions import ColumnGroup, TensorSums
 
 # How many times each compiled function was traced, for the benchmark's retracing check
 # (bench/run.py): one trace of the training step per diagnosis is expected.
@@ -223,22 +224,29 @@ class InstrumentedStep:
             reduced = iter(across.mean([g for g in grads if g is not None]))
             grads = [None if g is None else next(reduced) for g in grads]
         zero = tf.constant(0.0)
-        grad_norms = [tf.norm(g) if g is not None else zero for g in grads]
-        grad_abs = [tf.reduce_mean(tf.abs(g)) if g is not None else zero for g in grads]
-        weight_norms = [tf.norm(v) for v in tvars]
+        # Per-variable norms, small variables of one shape stacked (stalldoc.probe.reductions).
+        grad_sums = TensorSums(grads)
+        grad_stacks = grad_sums.stacks(grads)
+        grad_norm = grad_sums.norms(grads, grad_stacks)
+        grad_abs = grad_sums.mean_abs(grads, grad_stacks)
+        weight_sums = TensorSums(tvars)
+        stacks_before = weight_sums.stacks(tvars)  # read before the update: copies
+        weight_norm = weight_sums.norms(tvars, stacks_before)
+        before = {i: tf.identity(tvars[i]) for i in weight_sums.alone}
         # Gate statistics of recurrent layers: outside the tape, with this forward pass's weights
         # (under a strategy, means over the replicas' slices).
         recurrent = inst.recurrent_stats()
         if across is not None and recurrent:
             recurrent = across.mean(recurrent)
-        before = [tf.identity(v) for v in tvars]
         pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
         if pairs:
             if across is not None:
                 # The optimizer sums the replicas' gradients: each gives its share of the mean.
                 pairs = [(_scaled(g, 1.0 / self.replicas), v) for g, v in pairs]
             optimizer.apply_gradients(pairs)
-        update_norms = [tf.norm(v - b) for v, b in zip(tvars, before)]
+        changes = [tvars[i] - before[i] if i in before else None for i in range(len(tvars))]
+        stacked_changes = [after - b for after, b in zip(weight_sums.stacks(tvars), stacks_before)]
+        update_norm = weight_sums.norms(changes, stacked_changes)
         means, stds, sats, gains, active = self._layer_stats(extras, across)
         first_rms = zero
         if inst.first_weighted_input is not None:
@@ -255,14 +263,14 @@ class InstrumentedStep:
             pred = tf.stack(rows)
         record = {
             "loss": value,
-            "grad_norm": _stack(grad_norms),
-            "grad_abs": _stack(grad_abs),
-            "weight_norm": _stack(weight_norms),
-            "update_norm": _stack(update_norms),
-            "mean": _stack(means),
-            "std": _stack(stds),
-            "sat": _stack(sats),
-            "gain": _stack(gains),
+            "grad_norm": grad_norm,
+            "grad_abs": grad_abs,
+            "weight_norm": weight_norm,
+            "update_norm": update_norm,
+            "mean": means,
+            "std": stds,
+            "sat": sats,
+            "gain": gains,
             "active": active,
             "first_rms": first_rms,
             "pred": pred,
@@ -311,32 +319,113 @@ class InstrumentedStep:
         return distributed_evaluate
 
     def _layer_stats(self, extras, across=None):
+        """Per measured layer: output mean and std; per saturating layer, the fraction of
+        saturated units and the mean local gain; per ReLU-family layer, each unit's active rate.
+        The ``[batch, units]`` outputs are measured together on their concatenation
+        (stalldoc.probe.reductions.ColumnGroup), other outputs one by one."""
         import tensorflow as tf
 
-        means, variances, sats, gains, active = [], [], [], [], []
-        for tensor, fam, act in zip(extras[: len(self.families)], self.families, self.act_names):
-            t = tf.cast(tensor, tf.float32)
-            # One mean, one squared deviation: the same values as reduce_mean + reduce_std,
-            # which compute the mean twice and |x - mean| before squaring it.
+        tensors = list(extras[: len(self.families)])
+        if not tensors:
+            empty = tf.zeros([0])
+            return empty, empty, empty, empty, []
+        columnar = [i for i, t in enumerate(tensors) if ColumnGroup.eligible(t)]
+        if len(columnar) < 2:
+            columnar = []
+        alone = [i for i in range(len(tensors)) if i not in set(columnar)]
+
+        mean_parts, variance_parts = [], []
+        if columnar:
+            group = ColumnGroup(tensors, columnar)
+            mean, variance = group.moments(group.columns(tensors))
+            mean_parts.append(mean)
+            variance_parts.append(variance)
+        for i in alone:
+            t = tf.cast(tensors[i], tf.float32)
+            # One mean, one squared deviation: the same values as reduce_mean + reduce_std.
             mean, variance = tf.nn.moments(t, axes=list(range(len(t.shape))))
-            means.append(mean)
-            variances.append(variance)
-            if fam == SATURATING:
-                # Local derivative relative to its peak: tanh 1 - t^2; sigmoid/softmax s(1-s), peak 1/4.
-                gain = tf.clip_by_value(local_gain(t, act), 0.0, 1.0)
-                sats.append(tf.reduce_mean(tf.cast(gain < SATURATION_GAIN, tf.float32)))
-                gains.append(tf.reduce_mean(gain))
-            elif fam == RELU_FAMILY:
-                axes = list(range(len(t.shape) - 1))
-                # A unit passes a gradient where its output is on the slope: relu6 is flat at 6 too.
-                on = (t > 0.0) & (t < 6.0) if act == "relu6" else t > 0.0
-                active.append(tf.reduce_mean(tf.cast(on, tf.float32), axis=axes))
+            mean_parts.append(tf.reshape(mean, [1]))
+            variance_parts.append(tf.reshape(variance, [1]))
+        means = _in_order(mean_parts, columnar + alone)
+        variances = _in_order(variance_parts, columnar + alone)
+
+        saturating = [i for i, fam in enumerate(self.families) if fam == SATURATING]
+        sats, gains = self._saturation(tensors, saturating, set(columnar))
+        relu = [i for i, fam in enumerate(self.families) if fam == RELU_FAMILY]
+        active = self._active_rates(tensors, relu, set(columnar))
         if across is not None:
-            if means:
-                means, variances = across.moments(means, variances)
-            sats, gains, active = (across.mean(v) if v else v for v in (sats, gains, active))
-        stds = [tf.sqrt(v) for v in variances]
-        return means, stds, sats, gains, active
+            means, variances = across.moments(means, variances)
+            sats, gains, active = (across.mean(v) if _nonempty(v) else v for v in (sats, gains, active))
+        return means, tf.sqrt(variances), sats, gains, active
+
+    def _saturation(self, tensors, saturating: list[int], columnar: set[int]):
+        """(saturated fraction, mean local gain) per saturating layer, in order: layers of one
+        elementwise activation in the column group together (softmax's gain is per row: alone)."""
+        import tensorflow as tf
+
+        if not saturating:
+            return tf.zeros([0]), tf.zeros([0])
+        groups: dict[str, list[int]] = {}
+        alone = []
+        for i in saturating:
+            act = self.act_names[i]
+            if i in columnar and act != "softmax":
+                groups.setdefault(act, []).append(i)
+            else:
+                alone.append(i)
+        sat_parts, gain_parts, placed = [], [], []
+        for act, members in groups.items():
+            group = ColumnGroup(tensors, members)
+            gain = tf.clip_by_value(local_gain(group.columns(tensors), act), 0.0, 1.0)
+            sat_parts.append(group.layer_means(tf.reduce_mean(tf.cast(gain < SATURATION_GAIN, tf.float32), axis=0)))
+            gain_parts.append(group.layer_means(tf.reduce_mean(gain, axis=0)))
+            placed += members
+        for i in alone:
+            # Local derivative relative to its peak: tanh 1 - t^2; sigmoid/softmax s(1-s), peak 1/4.
+            gain = tf.clip_by_value(local_gain(tf.cast(tensors[i], tf.float32), self.act_names[i]), 0.0, 1.0)
+            sat_parts.append(tf.reshape(tf.reduce_mean(tf.cast(gain < SATURATION_GAIN, tf.float32)), [1]))
+            gain_parts.append(tf.reshape(tf.reduce_mean(gain), [1]))
+            placed.append(i)
+        rank = {i: k for k, i in enumerate(saturating)}
+        positions = [rank[i] for i in placed]
+        return _in_order(sat_parts, positions), _in_order(gain_parts, positions)
+
+    def _active_rates(self, tensors, relu: list[int], columnar: set[int]) -> list:
+        """Per ReLU-family layer, in order, each unit's active rate over the batch (and, for a
+        conv layer, its positions): where its output is on the slope (relu6 is flat at 6 too)."""
+        import tensorflow as tf
+
+        rates: dict[int, object] = {}
+        members = [i for i in relu if i in columnar]
+        if len(members) > 1:
+            group = ColumnGroup(tensors, members)
+            t = group.columns(tensors)
+            on = t > 0.0
+            capped = np.array([self.act_names[i] == "relu6" for i in members])
+            if capped.any():
+                uncapped = np.repeat(~capped, group.units)
+                on = on & ((t < 6.0) | uncapped)
+            rates.update(zip(members, group.split(tf.reduce_mean(tf.cast(on, tf.float32), axis=0))))
+        for i in relu:
+            if i not in rates:
+                t = tf.cast(tensors[i], tf.float32)
+                on = (t > 0.0) & (t < 6.0) if self.act_names[i] == "relu6" else t > 0.0
+                rates[i] = tf.reduce_mean(tf.cast(on, tf.float32), axis=list(range(len(t.shape) - 1)))
+        return [rates[i] for i in relu]
+
+
+def _in_order(parts: list, positions: list[int]):
+    """concat(parts) (results for ``positions``, in that order) rearranged into position order."""
+    import tensorflow as tf
+
+    joined = tf.concat(parts, 0) if len(parts) > 1 else parts[0]
+    if positions == sorted(positions):
+        return joined
+    return tf.gather(joined, np.argsort(np.array(positions)).astype(np.int32))
+
+
+def _nonempty(value) -> bool:
+    return bool(value) if isinstance(value, list) else value.shape[0] != 0
 
 
 def carries_logits(output) -> bool:
@@ -346,12 +435,6 @@ def carries_logits(output) -> bool:
         return True
     op = getattr(output, "op", None)
     return getattr(op, "type", None) in ("Sigmoid", "Softmax")
-
-
-def _stack(values):
-    import tensorflow as tf
-
-    return tf.stack(values) if values else tf.zeros([0])
 
 
 def _scaled(grad, factor: float):
