@@ -69,6 +69,7 @@ class InstrumentedStep:
         # Whether Keras' cross-entropies can read logits behind the output (a sigmoid/softmax
         # that keeps them), as they do in fit: also structural, decided at trace time.
         self.output_carries_logits: bool | None = None
+        self._record = PackedRecord()
         self._train = self._build_train()
         self._evaluate = self._build_evaluate()
 
@@ -125,9 +126,7 @@ class InstrumentedStep:
 
     def train(self, xs: list[np.ndarray], y) -> dict:
         """One measured training step; the statistics as NumPy values."""
-        record = self._train(self.cast_inputs(xs), self.cast_targets(y))
-        return {k: (np.asarray(v) if not isinstance(v, list) else [np.asarray(a) for a in v])
-                for k, v in record.items()}
+        return self._record.unpack(self._train(self.cast_inputs(xs), self.cast_targets(y)))
 
     def evaluate(self, xs: list[np.ndarray], y, *, training: bool = False) -> tuple[float, np.ndarray]:
         """The loss on a batch (no update), and the model's predictions there (a list of
@@ -167,7 +166,7 @@ class InstrumentedStep:
             @tf.function(reduce_retracing=True, autograph=False)
             def train_step(x, y):
                 TRACES["train_step"] = TRACES.get("train_step", 0) + 1
-                return self._measured_step(x, y, None)
+                return self._record.pack(self._measured_step(x, y, None))
 
             return train_step
 
@@ -185,7 +184,7 @@ class InstrumentedStep:
 
             record = strategy.run(replica_step, args=(x, y))
             # Reduced in the step: every replica holds the same values.
-            return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], record)
+            return self._record.pack(tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], record))
 
         return distributed_train_step
 
@@ -426,6 +425,42 @@ def _in_order(parts: list, positions: list[int]):
 
 def _nonempty(value) -> bool:
     return bool(value) if isinstance(value, list) else value.shape[0] != 0
+
+
+class PackedRecord:
+    """A step's statistics leave the graph as one float32 vector, not one output per statistic:
+    each output tensor costs the call a conversion (a 50-layer MLP's record had 60). The layout,
+    fixed when the step is traced, unpacks the vector into the record: a dict of NumPy arrays
+    and lists of them."""
+
+    def __init__(self) -> None:
+        # (key, number of list items or None for one array, [(start, stop, shape)]) per entry
+        self.layout: list[tuple[str, int | None, list[tuple[int, int, tuple[int, ...]]]]] = []
+
+    def pack(self, record: dict):
+        """In the traced step: the record as one vector (every statistic's shape is static)."""
+        import tensorflow as tf
+
+        self.layout, leaves, offset = [], [], 0
+        for key, value in record.items():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            slices = []
+            for leaf in items:
+                shape = tuple(int(d) for d in leaf.shape)  # a None dimension fails loudly here
+                size = int(np.prod(shape, dtype=np.int64))
+                slices.append((offset, offset + size, shape))
+                leaves.append(tf.reshape(tf.cast(leaf, tf.float32), [-1]))
+                offset += size
+            self.layout.append((key, len(items) if isinstance(value, (list, tuple)) else None, slices))
+        return tf.concat(leaves, 0) if leaves else tf.zeros([0])
+
+    def unpack(self, value) -> dict:
+        vector = np.asarray(value)
+        record = {}
+        for key, items, slices in self.layout:
+            arrays = [vector[start:stop].reshape(shape) for start, stop, shape in slices]
+            record[key] = arrays if items is not None else arrays[0]
+        return record
 
 
 def carries_logits(output) -> bool:
