@@ -15,6 +15,7 @@ fresh copy of it). Python's and NumPy's global random states are restored too.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -50,6 +51,7 @@ def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, ma
     TensorBoard events to (``--tensorboard``). Every setting left None takes the
     CLI's default (``stalldoc.options.Options``). Raises ``stalldoc.StalldocError`` on bad input.
     """
+    started = time.perf_counter()  # the time budget counts from here: reading the data is in it
     import keras
 
     from stalldoc.options import Options
@@ -68,7 +70,7 @@ def diagnose(model, x, y=None, *, loss: Any = None, steps: int | None = None, ma
         dataset.path = f"<{reader.kind.split(' ', 1)[1]}>"  # e.g. <tf.data.Dataset>
         dataset.notes.append(reader.note)
     with preserved(model):
-        return diagnose_dataset(probed, dataset, options, notes=notes)
+        return diagnose_dataset(probed, dataset, options, notes=notes, started=started)
 
 
 def _check_loss(loss) -> None:

@@ -87,7 +87,8 @@ _DIAGNOSIS_OPTIONS = (
                   help="when the loss is stalled, re-run the probe's steps with each suspected cause's fix "
                        "against a control, and rank by the measured effect  [default: on]"),
     click.option("--budget", type=float, default=None, metavar="SECONDS",
-                  help="seconds the probe's steps (half at most) and the confirmation re-runs may take in all"
+                  help="seconds a diagnosis may take from loading the model: the probe's steps take half "
+                       "of what loading left at most, the confirmation re-runs the rest"
                        f"  [default: {DEFAULT.budget:g}]"),
     click.option("-q", "--quiet", is_flag=True, help="no progress on stderr"),
     click.option("--debug", is_flag=True, help="show tracebacks on errors"),

@@ -16,8 +16,9 @@ from stalldoc.findings import FAIL_ON
 # check --strategy (the names stalldoc.probe.distribute makes strategies of).
 STRATEGIES = ("default", "mirrored", "multiworker")
 
-# Seconds a diagnosis may spend training (--budget): the probe's steps (half of it at most,
-# trace included; stalldoc.probe.Horizon) and the confirm stage's re-runs (what is left).
+# Seconds a diagnosis may take (--budget), from loading the model: the probe's steps (half of
+# what loading and tracing left, its trace included; stalldoc.probe.Horizon) and the confirm
+# stage's re-runs (the rest; stalldoc.confirm.run skips what its measured cost says won't fit).
 DEFAULT_BUDGET_S = 60.0
 
 # The probe extends its horizon up to this many times --steps while the trend is undecided.

@@ -28,7 +28,9 @@ def check_files(model_path: str, data_path: str, options: Options,
                 x_key: str | None = None, y_key: str | None = None,
                 on_stage: Callable[[str], None] | None = None,
                 on_step: Callable[[int], None] | None = None) -> Report:
-    """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs)."""
+    """Diagnose a saved model on a saved dataset (what ``stalldoc check`` runs). The time
+    budget (``options.budget``) counts from here: loading the model and data is in it."""
+    started = time.perf_counter()
     from stalldoc.inputs.losses import user_custom_objects
     from stalldoc.inputs.model import check_model_path, declared_loss, load_model, quiet_tensorflow
     from stalldoc.probe.distribute import make_strategy
@@ -48,26 +50,29 @@ def check_files(model_path: str, data_path: str, options: Options,
     dataset = load_source(data_path, model, x_key=x_key, y_key=y_key, options=options)
     declared = declared_loss(model_path) if getattr(model, "loss", None) is None else None
     return diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes,
-                            on_stage=on_stage, on_step=on_step, declared_loss=declared)
+                            on_stage=on_stage, on_step=on_step, declared_loss=declared, started=started)
 
 
 def diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: str | None = None,
                      notes: list[str] | None = None, on_stage: Callable[[str], None] | None = None,
                      on_step: Callable[[int], None] | None = None,
-                     declared_loss: str | None = None) -> Report:
-    """inputs checked -> probe -> detectors -> rank -> verdict, on a loaded model and dataset."""
+                     declared_loss: str | None = None, started: float | None = None) -> Report:
+    """inputs checked -> probe -> detectors -> rank -> verdict, on a loaded model and dataset.
+    The time budget counts from ``started`` (a ``time.perf_counter()`` value; default: now)."""
+    started = time.perf_counter() if started is None else started
     from stalldoc.probe.distribute import in_strategy_scope, outside_strategy_scope
 
     if in_strategy_scope():  # called inside a tf.distribute scope: the probe enters the model's own
         return outside_strategy_scope(_diagnose_dataset, model, dataset, options, model_path=model_path,
-                                      notes=notes, on_stage=on_stage, on_step=on_step, declared_loss=declared_loss)
+                                      notes=notes, on_stage=on_stage, on_step=on_step, declared_loss=declared_loss,
+                                      started=started)
     return _diagnose_dataset(model, dataset, options, model_path=model_path, notes=notes, on_stage=on_stage,
-                             on_step=on_step, declared_loss=declared_loss)
+                             on_step=on_step, declared_loss=declared_loss, started=started)
 
 
 def _diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: str | None,
                       notes: list[str] | None, on_stage: Callable[[str], None] | None,
-                      on_step: Callable[[int], None] | None, declared_loss: str | None) -> Report:
+                      on_step: Callable[[int], None] | None, declared_loss: str | None, started: float) -> Report:
     from stalldoc.inputs.losses import resolve_loss
     from stalldoc.inputs.outputs import output_count, resolve_output_losses
     from stalldoc.probe import Horizon, collect_facts
@@ -94,9 +99,9 @@ def _diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: 
     except Exception as exc:  # noqa: BLE001 - e.g. a compiled loss Keras cannot rebuild
         raise InputError(f"--loss {options.loss}: cannot be resolved ({one_line(exc)})") from exc
     _stage(on_stage, "probing")
-    started = time.perf_counter()
+    left = options.budget - (time.perf_counter() - started)
     facts, session = collect_facts(model, dataset, loss,
-                                    horizon=Horizon.within(options.steps, options.horizon_max, options.budget),
+                                    horizon=Horizon.within(options.steps, options.horizon_max, left),
                                     batch_size=options.batch_size, seed=options.seed, model_path=model_path,
                                     notes=notes, on_step=on_step, weights=weights)
     report = build_report(facts, options, session=session, on_stage=on_stage,

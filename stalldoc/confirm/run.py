@@ -110,6 +110,10 @@ class Context:
         # Seconds a sandboxed intervention's rebuild, retrace and first run take (the largest
         # measured so far; REBUILD_ESTIMATE_S before the first): one is not started without them.
         self.rebuild_estimate = REBUILD_ESTIMATE_S
+        # Seconds a re-run takes per step, its evaluations included: the probe's step time until
+        # the control has run, then the control's (the estimate that keeps runs within --budget).
+        self.seconds_per_step = float(getattr(session, "seconds_per_step", None) or 0.0)
+        self.seconds_per_evaluation = float(getattr(session, "seconds_per_evaluation", None) or 0.0)
         # Confirmed interventions that changed only values: (spec, problem, prepare, result, findings).
         self.confirmed: list[tuple] = []
         eval_x, eval_y = session.take(0)
@@ -140,6 +144,15 @@ class Context:
         return RunResult(name=name, label=label, progress=progress, initial=initial, final=final,
                          steps=steps, curve=curve, seconds=time.perf_counter() - started,
                          learning_rate=learning_rate)
+
+    def run_seconds(self, steps: int | None = None) -> float:
+        """The expected seconds of a re-run of ``steps`` steps (default: a full re-run)."""
+        return self.seconds_per_step * (self.steps if steps is None else steps) + 2 * self.seconds_per_evaluation
+
+    def sweep_seconds(self, reference: float | None = None) -> float:
+        """The expected seconds of a learning-rate sweep and the run at its best rate."""
+        rates = sweep_rates(reference if reference is not None else self.own_learning_rate)
+        return len(rates) * self.run_seconds(min(SWEEP_STEPS, self.steps)) + self.run_seconds()
 
     def measure(self, step, problem: Problem) -> float:
         """The loss on the problem's evaluation batch: the step's own, or the problem's objective
@@ -575,9 +588,18 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     runs: list[RunResult] = []
     try:
         ctx = Context(session, facts, steps, seed)
+        if ctx.run_seconds() > budget_s:
+            reason = (f"not run: one re-run of {steps} steps (~{ctx.run_seconds():.0f} s) exceeds what the "
+                      f"probe left of the time budget ({max(budget_s, 0.0):.0f} s, --budget)")
+            facts.notes.append("confirmation " + reason)
+            for name in testable:
+                for f in wanted[name]:
+                    f.confirmation = {"status": "not-tested", "intervention": CATALOG[name].label, "reason": reason}
+            return []
         if on_stage:
             on_stage("confirming: control")
         control = ctx.run("control", "unchanged")
+        ctx.seconds_per_step = max(control.seconds - 2 * ctx.seconds_per_evaluation, 0.0) / max(control.steps, 1)
         control_lr = step.learning_rate  # the model's own rate, as the control ran it
         control.learning_rate = control_lr
         runs.append(control)
@@ -605,7 +627,7 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
             if on_stage:
                 on_stage("confirming: the confirmed fixes together")
             _combine(ctx, control_at, runs)
-        if explore and time.perf_counter() - started <= budget_s:
+        if explore and not _over_budget(ctx, ctx.sweep_seconds(), started, budget_s, CATALOG[EXPLORE].label):
             if on_stage:
                 on_stage(f"confirming: {CATALOG[EXPLORE].label} (exploratory)")
             try:
@@ -620,7 +642,8 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
                     findings.append(created)
         if (not any((f.confirmation or {}).get("status") == "confirmed" for f in findings)
                 and _may_try_adam(ctx, findings)
-                and budget_s - (time.perf_counter() - started) >= ctx.rebuild_estimate):
+                and not _over_budget(ctx, ctx.rebuild_estimate + ctx.sweep_seconds(ADAM_DEFAULT_RATE), started,
+                                     budget_s, CATALOG["adam"].label)):
             if on_stage:
                 on_stage(f"confirming: {CATALOG['adam'].label} (exploratory)")
             _explore_adam(ctx, findings, runs)
@@ -724,6 +747,16 @@ def _plan(findings: list[Finding]) -> tuple[list[str], dict[str, list[Finding]],
     return testable, wanted, explore
 
 
+def _over_budget(ctx: Context, seconds: float, started: float, budget_s: float, label: str) -> bool:
+    """Whether ``seconds`` more would exceed the confirmation budget (a note says so if they would)."""
+    left = budget_s - (time.perf_counter() - started)
+    if seconds <= left:
+        return False
+    ctx.facts.notes.append(f"{label} skipped: it would take ~{seconds:.0f} s, {max(left, 0.0):.0f} s were left "
+                           f"of the confirmation budget ({budget_s:g} s)")
+    return True
+
+
 def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunResult, control_at,
           runs: list[RunResult], started: float, budget_s: float, on_stage) -> None:
     """Run one intervention (within the budget) and set its findings' confirmations; when it
@@ -739,6 +772,18 @@ def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunRe
             ctx.facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before "
                                    f"{candidate.label}")
             break
+        if candidate.kind == "learning-rate" and left < ctx.sweep_seconds():
+            reason = reason or (f"not run: a learning-rate sweep (~{ctx.sweep_seconds():.0f} s) would exceed what "
+                                f"is left of the confirmation budget ({budget_s:g} s, --budget)")
+            ctx.facts.notes.append(f"{candidate.label} skipped: it would take ~{ctx.sweep_seconds():.0f} s, "
+                                   f"{left:.0f} s were left of the confirmation budget ({budget_s:g} s)")
+            continue
+        if candidate.name not in SANDBOXED and left < ctx.run_seconds():
+            reason = reason or (f"not run: a re-run (~{ctx.run_seconds():.0f} s) would exceed what is left of "
+                                f"the confirmation budget ({budget_s:g} s, --budget)")
+            ctx.facts.notes.append(f"{candidate.label} skipped: its re-run (~{ctx.run_seconds():.0f} s) would "
+                                   f"exceed the {left:.0f} s left of the confirmation budget ({budget_s:g} s)")
+            continue
         if candidate.name in SANDBOXED and left < ctx.rebuild_estimate:
             reason = reason or (f"not run: rebuilding the model for it (~{ctx.rebuild_estimate:.1f} s) would "
                                 f"exceed what is left of the confirmation budget ({budget_s:g} s, --budget)")
@@ -908,7 +953,7 @@ def _try(ctx: Context, spec: Intervention, group: list[Finding], control: RunRes
         ctx.rebuild_estimate = max(ctx.rebuild_estimate, result.seconds)
     if (judge(result.progress, against.progress) == "confirmed" or own is None
             or (sandbox is not None and sandbox.step.learning_rate is None)
-            or time.perf_counter() - started > budget_s):
+            or time.perf_counter() - started + ctx.sweep_seconds() + ctx.run_seconds() > budget_s):
         return result, against
     try:
         best, rates = sweep(ctx, problem, prepare, sandbox)

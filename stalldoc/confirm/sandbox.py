@@ -94,6 +94,7 @@ def rebuild(step, initial_state: list, *, seed: int, loss_fn=None,
         raise NotRebuildable(f"the optimizer cannot be copied ({type(exc).__name__})") from exc
     clone.compile(optimizer=opt, loss=loss_fn or step.loss_fn)
     sandbox_step = InstrumentedStep(clone, loss_fn or step.loss_fn)
+    sandbox_step.eval_batch = step.eval_batch
     if learning_rate is not None and sandbox_step.learning_rate is not None:
         sandbox_step.set_learning_rate(learning_rate)
     return Sandbox(step=sandbox_step, initial_state=sandbox_step.snapshot())

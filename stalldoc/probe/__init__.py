@@ -91,6 +91,8 @@ class ProbeSession:
     take: Callable[[int], tuple[list[np.ndarray], np.ndarray]]
     steps: int
     judge_in_training_mode: bool
+    seconds_per_step: float | None = None  # a typical probe step's (its trace excluded)
+    seconds_per_evaluation: float | None = None  # the loss on the evaluation rows, once traced
 
 
 def collect_facts(model, dataset: Dataset, loss: ResolvedLoss | list[ResolvedLoss], *, horizon: Horizon,
@@ -194,13 +196,14 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     step = InstrumentedStep(model, [one.fn for one in loss] if multi else loss.fn, weights)
     notes.extend(step.inst.notes)  # what could not be measured
     initial_state = step.snapshot()
-    initial_values = [np.array(v.numpy(), copy=True) for v in step.tvars]
+    initial_values = step.values_in(initial_state, step.tvars)  # views, not a second copy
     batch, indices = probe_rows(dataset.samples, steps=horizon.max_steps, batch_size=batch_size, seed=seed)
     if step.strategy is not None:
         batch, indices = _replicated_rows(step, batch, indices, dataset.samples, horizon.max_steps, seed, notes)
 
     first_targets = next(iter(dataset.targets_by_output.values()))[1] if multi else dataset.targets
     eval_rows = _evaluation_rows(first_targets, indices, batch, dataset.samples)
+    step.eval_batch = batch
     if eval_rows > batch:
         notes.append(f"the loss is judged on {eval_rows} held-out rows, not one batch of {batch}, so that the "
                      "rarest class is in them")
@@ -270,8 +273,10 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
     if out_of_time and len(records) < horizon.steps:
         notes.append(f"the time budget bound the probe: {len(records)} of {horizon.steps} steps ran "
                      f"({_typical_step_seconds(step_seconds):.2g} s a step; the probe's steps may take "
-                     f"{horizon.budget_s:g} s, half of --budget)")
+                     f"{horizon.budget_s:.3g} s, half of what loading and tracing left of --budget)")
+    began = time.perf_counter()
     final, final_pred, final_parts = step.evaluate_outputs(eval_x, eval_y)
+    evaluation_seconds = time.perf_counter() - began
     training_final, training_final_parts = (step.evaluate_outputs(eval_x, eval_y, training=True)[::2]
                                             if with_batchnorm else (None, None))
 
@@ -336,7 +341,9 @@ def _run_probe(model, dataset: Dataset, loss: ResolvedLoss, *, horizon: Horizon,
         data_path=dataset.path, samples=dataset.samples, notes=reasons + notes, outputs=outputs,
     )
     session = ProbeSession(step=step, initial_state=initial_state, take=take, steps=len(records),
-                           judge_in_training_mode=with_batchnorm)
+                           judge_in_training_mode=with_batchnorm,
+                           seconds_per_step=_typical_step_seconds(step_seconds) if step_seconds else None,
+                           seconds_per_evaluation=evaluation_seconds)
     return facts, (eval_y, initial_pred, final_pred), session
 
 
@@ -444,8 +451,9 @@ def _evaluation_rows(targets, indices: np.ndarray, batch: int, samples: int) -> 
 
 def rarest_class_share(y: np.ndarray) -> float | None:
     """The share of the rarest class present in class-like targets: class ids (integers with
-    at most MAX_CLASSES values), one-hot rows, or 0/1 label columns (the rarer of each
-    column's two values); None for other targets."""
+    at most MAX_CLASSES values), one-hot rows (at most MAX_CLASSES classes present), or 0/1
+    label columns (the rarer of each column's two values); None for other targets (with a
+    thousand classes no evaluation set of a few batches holds the rarest one)."""
     if y.size == 0 or not np.all(np.isfinite(y)):
         return None
     if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
@@ -460,7 +468,7 @@ def rarest_class_share(y: np.ndarray) -> float | None:
         positives = y.sum(axis=0)
         if np.all(y.sum(axis=1) == 1):  # one-hot rows: the rarest present class
             present = positives[positives > 0]
-            return float(present.min() / y.shape[0]) if present.size >= 2 else None
+            return float(present.min() / y.shape[0]) if 2 <= present.size <= MAX_CLASSES else None
         either = np.minimum(positives, y.shape[0] - positives)  # multi-label: each column's rarer value
         either = either[either > 0]
         return float(either.min() / y.shape[0]) if either.size else None

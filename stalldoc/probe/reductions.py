@@ -123,16 +123,21 @@ class ColumnGroup:
 
         rows = tf.cast(tf.shape(columns)[0], tf.float32)
         counts = rows * np.asarray(self.units, dtype=np.float32)
-        mean = tf.math.segment_sum(tf.reduce_sum(columns, axis=0), self.segments) / counts
+        mean = self._per_layer(tf.reduce_sum(columns, axis=0)) / counts
         centered = columns - tf.gather(mean, self.segments)
-        variance = tf.math.segment_sum(tf.reduce_sum(tf.square(centered), axis=0), self.segments) / counts
+        variance = self._per_layer(tf.reduce_sum(tf.square(centered), axis=0)) / counts
         return mean, variance
 
     def layer_means(self, per_column):
         """Per member layer, the mean of a per-column mean (every column has the same rows)."""
+
+        return self._per_layer(per_column) / np.asarray(self.units, dtype=np.float32)
+
+    def _per_layer(self, per_column):
+        """Sums of a per-column vector over each member layer's columns (a static shape)."""
         import tensorflow as tf
 
-        return tf.math.segment_sum(per_column, self.segments) / np.asarray(self.units, dtype=np.float32)
+        return tf.math.unsorted_segment_sum(per_column, self.segments, len(self.members))
 
     def split(self, per_column) -> list:
         """A per-column vector cut into one vector per member layer."""

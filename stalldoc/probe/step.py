@@ -69,6 +69,7 @@ class InstrumentedStep:
         # Whether Keras' cross-entropies can read logits behind the output (a sigmoid/softmax
         # that keeps them), as they do in fit: also structural, decided at trace time.
         self.output_carries_logits: bool | None = None
+        self.eval_batch: int | None = None  # the probe's batch: evaluations run in chunks of it
         self._record = PackedRecord()
         self._train = self._build_train()
         self._evaluate = self._build_evaluate()
@@ -111,6 +112,11 @@ class InstrumentedStep:
         for variable, value in zip(self._state_variables(), state):
             variable.assign(value)
 
+    def values_in(self, state: list[np.ndarray], variables: list) -> list[np.ndarray]:
+        """The arrays a ``snapshot`` holds for ``variables`` (some of the state's variables)."""
+        position = {id(v): k for k, v in enumerate(self._state_variables())}
+        return [state[position[id(v)]] for v in variables]
+
     def _state_variables(self) -> list:
         return list(self.model.variables) + list(self.optimizer.variables)
 
@@ -134,11 +140,33 @@ class InstrumentedStep:
         return self.evaluate_outputs(xs, y, training=training)[:2]
 
     def evaluate_outputs(self, xs: list[np.ndarray], y, *, training: bool = False) -> tuple[float, object, list[float]]:
-        """``evaluate``, plus each output's own (unweighted) loss: [] for a single-output model."""
-        value, parts, pred = self._evaluate(self.cast_inputs(xs), self.cast_targets(y), training)
+        """``evaluate``, plus each output's own (unweighted) loss: [] for a single-output model.
+        Rows beyond ``eval_batch`` are evaluated in chunks of that size (the probe's batch), so
+        a large evaluation set costs no more memory than a training step; the loss is the mean
+        over all rows (a training-mode BatchNormalization normalizes each chunk, as a step does)."""
+        xs, y = self.cast_inputs(xs), self.cast_targets(y)
+        rows = len(y[0] if self.output_losses is not None else y)
+        size = self.eval_batch if self.eval_batch and rows > self.eval_batch else max(rows, 1)
+        values, part_values, preds = [], [], []
+        for start in range(0, max(rows, 1), size):
+            chunk = slice(start, start + size)
+            value, parts, pred = self._evaluate([a[chunk] for a in xs],
+                                                [a[chunk] for a in y] if self.output_losses is not None else y[chunk],
+                                                training)
+            values.append(float(value))
+            part_values.append(np.asarray(parts, dtype=np.float64))
+            preds.append([np.asarray(p) for p in pred] if self.output_losses is not None else np.asarray(pred))
+        if len(values) == 1:
+            value, parts, pred = values[0], part_values[0], preds[0]
+        else:  # the mean over all rows: each chunk's mean weighted by its rows
+            share = np.array([min(size, rows - start) for start in range(0, rows, size)], dtype=np.float64) / rows
+            value = float(np.dot(share, values))
+            parts = share @ np.stack(part_values)
+            pred = ([np.concatenate(p) for p in zip(*preds)] if self.output_losses is not None
+                    else np.concatenate(preds))
         if self.output_losses is None:
-            return float(value), np.asarray(pred), []
-        return float(value), [np.asarray(p) for p in pred], [float(v) for v in np.asarray(parts)]
+            return value, pred, []
+        return value, pred, [float(v) for v in parts]
 
     # -- the compiled functions ----------------------------------------------------------
 

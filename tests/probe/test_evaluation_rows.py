@@ -20,6 +20,30 @@ def test_rarest_class_share_of_ids_one_hot_and_label_columns():
     assert rarest_class_share(labels) == pytest.approx(0.03)
     assert rarest_class_share(np.linspace(0, 1, 100).astype(np.float32)) is None  # values, not classes
     assert rarest_class_share(np.arange(200, dtype=np.float32)) is None  # too many to be classes
+    many = np.eye(1000, dtype=np.float32)[np.random.default_rng(0).integers(0, 1000, 168)]
+    assert rarest_class_share(many) is None  # 1000 one-hot classes: no few batches hold the rarest
+
+
+def test_an_evaluation_set_larger_than_a_batch_is_evaluated_in_chunks_of_it():
+    import keras
+
+    from stalldoc.probe.step import InstrumentedStep
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(96, 5)).astype("float32")
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 96)]
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    step = InstrumentedStep(model, keras.losses.CategoricalCrossentropy())
+    whole, whole_pred = step.evaluate([x], y)
+    step.eval_batch = 32
+    calls = []
+    evaluate = step._evaluate
+    step._evaluate = lambda xs, ys, training: calls.append(len(ys)) or evaluate(xs, ys, training)
+    chunked, chunked_pred = step.evaluate([x], y)
+    assert calls == [32, 32, 32]
+    assert chunked == pytest.approx(whole, rel=1e-6)
+    np.testing.assert_allclose(chunked_pred, whole_pred, rtol=1e-6)
 
 
 def test_a_rare_class_widens_the_evaluation_rows_a_balanced_one_does_not():
