@@ -2,12 +2,16 @@
 
     python bench/run.py            # the full bench (minutes: includes MobileNetV2 and ResNet50)
     python bench/run.py --quick    # a smoke run: the small sample MLP only (seconds)
+    python bench/run.py --device cpu|gpu   # [auto: the GPU when TensorFlow sees one, else the CPU]
 
 Prints a table against the targets of issue 6 and writes bench/results/latest.json.
 Every figure is measured in this run. Baseline and stalldoc runs are interleaved (round by
 round, and step by step inside one process) so that load from other processes on the machine
 hits both alike; figures are medians. This harness never imports TensorFlow itself: each
 measurement runs in a child process (bench/worker.py, bench/baseline.py, the stalldoc CLI).
+Every row says the device it ran on: the worker's steps run under ``tf.device`` of it, and on
+the CPU the children see no GPU (``CUDA_VISIBLE_DEVICES=""``). Without a GPU the output says
+that GPU figures were not measured; ``--device gpu`` then exits 2.
 """
 
 from __future__ import annotations
@@ -39,11 +43,38 @@ TARGETS = {  # issue 6
 }
 
 
+# The device every measuring child runs on ("cpu" or "gpu"), set by main from --device.
+DEVICE = "cpu"
+NO_GPU = "GPU figures not measured: no GPU on this machine"
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if DEVICE == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the check and the baseline see no GPU: they run on the CPU
     return env
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs a child process's TensorFlow lists (the harness never imports TensorFlow)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([PYTHON, os.path.join(HERE, "worker.py"), json.dumps([{"kind": "gpus"}])],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"bench: could not ask TensorFlow for GPUs:\n{proc.stderr[-2000:]}")
+    return json.loads(line[len("BENCH-JSON "):])["results"][0]["gpus"]
+
+
+def resolve_device(requested: str, gpus: list[str]) -> str | None:
+    """--device auto|cpu|gpu as the device the bench runs on; None: gpu asked, none present."""
+    if requested == "auto":
+        return "gpu" if gpus else "cpu"
+    if requested == "gpu" and not gpus:
+        return None
+    return requested
 
 
 def timed(argv: list[str], *, ok=(0,)) -> dict:
@@ -155,7 +186,7 @@ def end_to_end(workloads: dict[str, dict], plan: dict[str, tuple[int, int, int]]
                      "steps": n_steps, "batch": batch, "runs": len(c),
                      "check_s": check_s, "baseline_s": base_s, "time_ratio": check_s / base_s,
                      "check_peak_mib": check_mib, "baseline_peak_mib": base_mib,
-                     "memory_ratio": check_mib / base_mib,
+                     "memory_ratio": check_mib / base_mib, "device": DEVICE,
                      "check_all_s": [r["wall_s"] for r in c], "baseline_all_s": [r["wall_s"] for r in b]}
     return out
 
@@ -224,9 +255,11 @@ def build_workloads(names: list[str], steps: int, batch: int) -> dict[str, dict]
 def targets(result: dict) -> list[dict]:
     rows = []
 
-    def row(name, measured, target, met, unit=""):
+    device = result.get("device", {}).get("used")
+
+    def row(name, measured, target, met, unit="", on=device):
         rows.append({"name": name, "measured": measured, "target": target, "unit": unit,
-                     "met": bool(met) if met is not None else None})
+                     "met": bool(met) if met is not None else None, "device": on})
 
     c = result.get("confirm")
     if c:
@@ -238,18 +271,25 @@ def targets(result: dict) -> list[dict]:
     for name, s in result.get("step", {}).items():
         row(f"instrumented step / plain step ({name}, batch {s['batch']})", s["ratio"],
             TARGETS["step_ratio"], s["ratio"] <= TARGETS["step_ratio"], "x")
-    traces = {name: (s["traces"] or {}).get("train_step") for name, s in result.get("step", {}).items()}
-    if any(v is not None for v in traces.values()):
-        worst = max(v or 0 for v in traces.values())
-        row(f"traces of the compiled step per diagnosis (max over {len(traces)} models)", worst, 1, worst <= 1, "")
+    steps = result.get("step", {})
+    probe_traces = {name: s.get("probe_step_traces") for name, s in steps.items()}
+    if any(v is not None for v in probe_traces.values()):
+        worst = max(v or 0 for v in probe_traces.values())
+        row(f"traces of the probe's compiled step per diagnosis (max over {len(probe_traces)} models)", worst, 1,
+            worst <= 1, "")
+        sandboxes = {name: (s.get("sandbox_steps", 0), s.get("sandbox_step_traces", 0)) for name, s in steps.items()}
+        built = sum(n for n, _ in sandboxes.values())
+        row(f"  traces of the confirmation's sandbox steps ({built} rebuilt models, "
+            f"{len(sandboxes)} diagnoses; one each expected)", sum(t for _, t in sandboxes.values()), None, None, "")
     if "cli" not in result:
         return rows  # --confirm-only
     for name, e in result["end_to_end"].items():
         row(f"stalldoc check / bare baseline ({name}, {e['steps']} steps)", e["time_ratio"],
             TARGETS["end_to_end_ratio"], e["time_ratio"] <= TARGETS["end_to_end_ratio"], "x")
     cli = result["cli"]
-    row("stalldoc --help wall time", cli["help_s"], TARGETS["help_s"], cli["help_s"] <= TARGETS["help_s"], "s")
-    row("stalldoc explain wall time (no TensorFlow import)", cli["explain_s"], None, None, "s")
+    row("stalldoc --help wall time", cli["help_s"], TARGETS["help_s"], cli["help_s"] <= TARGETS["help_s"], "s",
+        on=None)
+    row("stalldoc explain wall time (no TensorFlow import)", cli["explain_s"], None, None, "s", on=None)
     for name, s in result["scaling"].items():
         limit = TARGETS["resnet50_check_s"] if name == "resnet50" else None
         row(f"{name} check time (plain {s['baseline_s']:.1f} s, x{s['time_ratio']:.2f})", s["check_s"], limit,
@@ -274,12 +314,14 @@ def table(rows: list[dict]) -> str:
 
     lines = []
     width = max(len(r["name"]) for r in rows)
-    lines.append(f"{'measure':<{width}}  {'measured':>9}  {'target':>8}  result")
+    lines.append(f"{'measure':<{width}}  {'device':>6}  {'measured':>9}  {'target':>8}  result")
     for r in rows:
         target = "-" if r["target"] is None else (">= " if r["unit"] == "R^2" else "<= ") + fmt(r["target"], r["unit"])
         status = {True: "met", False: "NOT MET", None: ""}[r["met"]]
         unit = " " if r["unit"] == "R^2" else r["unit"][:1]
-        lines.append(f"{r['name']:<{width}}  {fmt(r['measured'], r['unit']):>8}{unit}  {target:>8}  {status}")
+        device = r.get("device") or "-"
+        measured = fmt(r["measured"], r["unit"])
+        lines.append(f"{r['name']:<{width}}  {device:>6}  {measured:>8}{unit}  {target:>8}  {status}")
     return "\n".join(lines)
 
 
@@ -291,14 +333,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confirm-only", action="store_true",
                         help="only the confirmation row: check with and without it on the shipped samples")
     parser.add_argument("--confirm-reps", type=int, default=3, help="rounds of the confirmation row [3]")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="where the measured steps, checks and baselines run [auto: gpu when TensorFlow "
+                             "sees one, else cpu]")
     args = parser.parse_args(argv)
     args.out = args.out or os.path.join(RESULTS, "confirm.json" if args.confirm_only else "latest.json")
+
+    global DEVICE
+    gpus = visible_gpus()
+    device = resolve_device(args.device, gpus)
+    if device is None:
+        print("bench: --device gpu: no GPU on this machine (TensorFlow lists none)", file=sys.stderr)
+        return 2
+    DEVICE = device
 
     started = time.time()
     load_before = os.getloadavg()
     result: dict = {"schema": 1, "quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                "python": platform.python_version(), "load_before": load_before}}
+                                "python": platform.python_version(), "load_before": load_before},
+                    "device": {"requested": args.device, "used": device, "gpus": gpus, "gpu_measured": device == "gpu",
+                               "note": None if gpus else NO_GPU}}
     if args.confirm_only:
         print("bench: check with and without confirmation on the shipped samples ...", file=sys.stderr)
         result["confirm"] = confirm_section(args.confirm_reps)
@@ -321,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                   if args.quick else
                   {"kind": "growth", "layer_list": [5, 10, 20, 40], "step_list": [5, 10, 20, 40], "width": 64,
                    "batch": 64, "deep_layers": 8, "deep_width": 512, "deep_batch": 256, "rounds": 3})
+    growth_job["device"] = device
     jobs = [{"kind": "steps", "model_path": workloads[n]["model"], "data_path": workloads[n]["data"],
-             "n_steps": s, "batch": b} for n, (s, b) in plan.items()] + [growth_job]
+             "n_steps": s, "batch": b, "device": device} for n, (s, b) in plan.items()] + [growth_job]
     done = worker(jobs)
     result["machine"]["tensorflow"] = done["tensorflow"]
     result["step"] = {}
@@ -330,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         inst, plain = median(r["instrumented_s"]), median(r["plain_s"])
         result["step"][name] = {"steps": n_steps, "batch": batch, "samples": len(r["instrumented_s"]),
                                 "instrumented_ms": inst * 1e3, "plain_ms": plain * 1e3, "ratio": inst / plain,
-                                "traces": r["traces"]}
+                                "traces": r["traces"], "probe_step_traces": r["probe_step_traces"],
+                                "sandbox_steps": r["sandbox_steps"], "sandbox_step_traces": r["sandbox_step_traces"],
+                                "device": r["device"]}
     result["growth"] = done["results"][-1]
 
     print("bench: end to end, stalldoc check against the bare baseline ...", file=sys.stderr)
@@ -357,9 +415,11 @@ def _finish(result: dict, args, started: float) -> int:
     m = result["machine"]
     print(f"stalldoc bench{' (quick)' if args.quick else ''}: {m['cpus']} CPUs, load average "
           f"{m['load_before'][0]:.1f} before / {m['load_after'][0]:.1f} after, "
-          f"TensorFlow {m.get('tensorflow', 'not imported')}, "
+          f"TensorFlow {m.get('tensorflow', 'not imported')}, device {result['device']['used']}, "
           f"{result['elapsed_s']:.0f} s; medians, baseline and stalldoc interleaved")
     print(table(result["targets"]))
+    if result["device"]["note"]:
+        print(result["device"]["note"])
     print(f"written: {os.path.relpath(args.out, ROOT)}")
     return 0
 

@@ -7,6 +7,7 @@ subprocesses (so the harness itself never imports TensorFlow) and reads one JSON
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 FEATURES, EMBED = 16, 8
+DEVICES = {"cpu": "/CPU:0", "gpu": "/GPU:0"}  # what run.py's --device resolves to
 
 
 def mlp(layers: int, width: int, name: str):
@@ -64,7 +66,27 @@ def build(name: str, directory: str, steps: int, batch: int) -> dict:
             "params": int(model.count_params()), "samples": samples}
 
 
-def steps(model_path: str, data_path: str, n_steps: int, batch: int) -> dict:
+def placed(device: str):
+    """``tf.device`` of the bench's device ("cpu" or "gpu": the first of its kind)."""
+    import tensorflow as tf
+
+    return tf.device(DEVICES[device])
+
+
+def device_name(device: str) -> dict:
+    """The device a job ran on, as TensorFlow names it (a GPU's model too, when it has one)."""
+    import tensorflow as tf
+
+    out = {"kind": device, "placement": DEVICES[device]}
+    if device == "gpu":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            out["name"] = details.get("device_name", gpus[0].name)
+    return out
+
+
+def steps(model_path: str, data_path: str, n_steps: int, batch: int, device: str = "cpu") -> dict:
     """Per-step wall time of stalldoc's instrumented step and of a plain step, interleaved.
 
     stalldoc runs its own loop; after each of its steps, its on_step callback runs one plain
@@ -99,22 +121,70 @@ def steps(model_path: str, data_path: str, n_steps: int, batch: int) -> dict:
     from stalldoc.probe import step as probe
 
     traces_before = dict(getattr(probe, "TRACES", {}))
-    start = time.perf_counter()
-    report = diagnose_dataset(model, dataset, Options(steps=n_steps, batch_size=batch, budget=1e9), on_step=on_step)
-    total = time.perf_counter() - start
+    with built_steps() as built, placed(device):
+        start = time.perf_counter()
+        report = diagnose_dataset(model, dataset, Options(steps=n_steps, batch_size=batch, budget=1e9),
+                                  on_step=on_step)
+        total = time.perf_counter() - start
     instrumented = [marks[i][0] - marks[i - 1][1] for i in range(1, len(marks))]
     plain_times = [leave - enter for enter, leave in marks]
     traces = {k: v - traces_before.get(k, 0) for k, v in getattr(probe, "TRACES", {}).items()}
     return {
         "instrumented_s": instrumented, "plain_s": plain_times[1:],
         "plain_first_s": plain_times[0], "check_total_s": total,
-        "traces": traces or None,  # compiled-function traces during this diagnosis
+        "traces": traces or None,  # compiled-function traces during this diagnosis, every step's
+        # The probe's own step (the first one built) apart from the confirmation stage's: each
+        # of its sandbox models (a rebuilt model) is a new step with its own trace.
+        "probe_step_traces": _tracing_count(built[0]) if built else None,
+        "sandbox_steps": len(built) - 1 if built else 0,
+        "sandbox_step_traces": sum(_tracing_count(s) or 0 for s in built[1:]),
+        "device": {**device_name(device), "variables_on": _variable_device(built[0]) if built else None},
         "verdict": report.verdict,
     }
 
 
+@contextlib.contextmanager
+def built_steps():
+    """Every ``InstrumentedStep`` built inside the block, in order (the probe's first), watched
+    from outside: stalldoc runs unchanged."""
+    from stalldoc.probe.step import InstrumentedStep
+
+    built: list = []
+    original = InstrumentedStep.__init__
+
+    def watched(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    InstrumentedStep.__init__ = watched
+    try:
+        yield built
+    finally:
+        InstrumentedStep.__init__ = original
+
+
+def _variable_device(step) -> str | None:
+    """Where the probe's first trainable variable lives (TensorFlow's device string)."""
+    if not step.tvars:
+        return None
+    variable = step.tvars[0]
+    return str(getattr(getattr(variable, "value", variable), "device", "")) or None
+
+
+def gpus() -> dict:
+    """The GPUs this process sees (run.py's ``--device auto`` asks a child, never itself)."""
+    import tensorflow as tf
+
+    return {"gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+
+
+def _tracing_count(step) -> int | None:
+    count = getattr(step._train, "experimental_get_tracing_count", None)
+    return int(count()) if count is not None else None
+
+
 def growth(layer_list: list[int], step_list: list[int], width: int, batch: int, deep_layers: int,
-           deep_width: int, deep_batch: int, layer_steps: int = 20, rounds: int = 1) -> dict:
+           deep_width: int, deep_batch: int, layer_steps: int = 20, rounds: int = 1, device: str = "cpu") -> dict:
     """Diagnosis time (data stats + trace + steps + detectors, TensorFlow already imported)
     against the number of layers and of steps, next to plain training (trace + steps).
     Every point is measured ``rounds`` times, round-robin over the points; medians are kept."""
@@ -144,12 +214,13 @@ def growth(layer_list: list[int], step_list: list[int], width: int, batch: int, 
         keras.backend.clear_session()
         return t2 - t1, t1 - t0
 
-    one(2, width, batch, 2)  # warm-up: first-use costs of TensorFlow are not per layer
     runs = {("layers", n): [] for n in layer_list} | {("steps", n): [] for n in step_list}
-    for _ in range(rounds):
-        for axis, n in runs:
-            args = (n, width, batch, layer_steps) if axis == "layers" else (deep_layers, deep_width, deep_batch, n)
-            runs[axis, n].append(one(*args))
+    with placed(device):
+        one(2, width, batch, 2)  # warm-up: first-use costs of TensorFlow are not per layer
+        for _ in range(rounds):
+            for axis, n in runs:
+                args = (n, width, batch, layer_steps) if axis == "layers" else (deep_layers, deep_width, deep_batch, n)
+                runs[axis, n].append(one(*args))
 
     def point(axis: str, n: int) -> tuple[int, float, float]:
         return (n, float(np.median([r[0] for r in runs[axis, n]])), float(np.median([r[1] for r in runs[axis, n]])))
@@ -164,6 +235,7 @@ def growth(layer_list: list[int], step_list: list[int], width: int, batch: int, 
                   "check": _fit([p[0] for p in by_steps], [p[1] for p in by_steps]),
                   "plain": _fit([p[0] for p in by_steps], [p[2] for p in by_steps])},
         "rounds": rounds,
+        "device": device_name(device),
     }
 
 
@@ -180,10 +252,10 @@ def _fit(xs: list[float], ys: list[float]) -> dict:
 
 
 def main() -> None:
-    """``worker.py JOBS``: JOBS is a JSON list of {"kind": "build"|"steps"|"growth", ...arguments};
+    """``worker.py JOBS``: JOBS is a JSON list of {"kind": "build"|"steps"|"growth"|"gpus", ...arguments};
     one JSON line with the list of results comes back (one process: TensorFlow imported once)."""
     jobs = json.loads(sys.argv[1])
-    kinds = {"build": build, "steps": steps, "growth": growth}
+    kinds = {"build": build, "steps": steps, "growth": growth, "gpus": gpus}
     results = []
     for job in jobs:
         job = dict(job)

@@ -54,6 +54,39 @@ def test_quick_bench_writes_the_figures(tmp_path, capsys):
         assert all(_positive(t) for point in growth["points"] for t in point[1:])
         assert math.isfinite(growth["check"]["slope_s"]) and math.isfinite(growth["check"]["r2"])
 
-    assert result["targets"] and all({"name", "measured", "target", "met"} <= set(r) for r in result["targets"])
+    assert result["targets"] and all({"name", "measured", "target", "met", "device"} <= set(r)
+                                     for r in result["targets"])
     printed = capsys.readouterr().out
     assert "instrumented step / plain step" in printed and "written:" in printed
+
+    # Every measured row says where it ran; the steps ran under tf.device of it.
+    device = result["device"]
+    assert device["requested"] == "auto" and device["used"] == ("gpu" if device["gpus"] else "cpu")
+    for step in result["step"].values():
+        assert step["device"]["kind"] == device["used"]
+        assert step["device"]["variables_on"].upper().endswith(step["device"]["placement"].strip("/").upper())
+        # The probe's own step is traced once; the confirmation's rebuilt models are counted apart.
+        assert step["probe_step_traces"] == 1
+        assert step["traces"]["train_step"] == 1 + step["sandbox_step_traces"]
+    assert all(run["device"] == device["used"] for run in result["end_to_end"].values())
+    assert result["growth"]["device"]["kind"] == device["used"]
+    if not device["gpus"]:
+        assert "GPU figures not measured: no GPU on this machine" in printed
+
+
+def test_device_choice_never_imports_tensorflow_in_the_harness(monkeypatch, capsys):
+    harness = _load_harness()
+    assert harness.resolve_device("auto", []) == "cpu"
+    assert harness.resolve_device("auto", ["/physical_device:GPU:0"]) == "gpu"
+    assert harness.resolve_device("cpu", ["/physical_device:GPU:0"]) == "cpu"
+    assert harness.resolve_device("gpu", []) is None
+    # --device gpu on a machine without one: one line, exit 2, nothing measured.
+    monkeypatch.setattr(harness, "visible_gpus", lambda: [])
+    assert harness.main(["--device", "gpu", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["bench: --device gpu: no GPU on this machine (TensorFlow lists none)"]
+    # On the CPU the children see no GPU, so checks and baselines run there too.
+    monkeypatch.setattr(harness, "DEVICE", "cpu")
+    assert harness._env()["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setattr(harness, "DEVICE", "gpu")
+    assert harness._env().get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
