@@ -527,6 +527,9 @@ def fresh_optimizer(model):
         return keras.optimizers.Adam(), "Adam (default: the model has no compiled optimizer)"
     try:
         fresh = optimizer.__class__.from_config(optimizer.get_config())
+        inner = getattr(optimizer, "inner_optimizer", None)  # mixed_float16's loss scaling around it
+        if inner is not None:
+            return fresh, f"{inner.__class__.__name__} (in a {optimizer.__class__.__name__})"
         return fresh, optimizer.__class__.__name__
     except Exception:  # noqa: BLE001
         return keras.optimizers.Adam(), "Adam (the model's optimizer could not be copied)"
