@@ -40,6 +40,9 @@ TARGETS = {  # issue 6
     "resnet50_memory_ratio": 1.3,
     "linear_r2": 0.95,  # our reading of "cost linear in layers and steps": a line explains >= 95%
     "confirm_ratio": 2.0,  # issue 11: check with confirmation / without, on the shipped samples
+    # issue 15: the check's cost independent of the data's size beyond the rows it reads
+    "data_size_time_ratio": 1.2,  # check on a 2 GiB .npz / on a small one, same model
+    "data_size_memory_ratio": 1.2,  # its peak RSS, the same way
 }
 
 
@@ -240,6 +243,32 @@ def confirm_section(reps: int) -> dict:
             "ratio": total_with / total_without, "max_ratio": max(s["ratio"] for s in per_sample.values())}
 
 
+def data_size_section(reps: int, gib: float) -> dict:
+    """``stalldoc check`` of one small model on a small .npz and on a ``gib`` GiB one (the
+    large one built once under bench/results/workloads and reused), as separate processes,
+    the two orders alternating round by round. The tf.data counterpart for ``stalldoc run``
+    is bench/stream_memory.py."""
+    work = worker([{"kind": "data_size", "directory": os.path.join(RESULTS, "workloads"),
+                    "big_bytes": int(gib * 2**30)}])["results"][0]
+    runs: dict[str, list[dict]] = {"small": [], "big": []}
+    for i in range(reps):
+        for which in (("small", "big") if i % 2 == 0 else ("big", "small")):
+            r = timed_rss([STALLDOC, "check", work["model"], work[which], "-q", "--format", "json"], ok=(0, 1))
+            doc = json.loads(r["stdout"])
+            r["verdict"], r["samples"] = doc["verdict"], doc["data"]["samples"]
+            runs[which].append(r)
+    out = {"runs": reps, "device": DEVICE, **{k: work[k] for k in ("small_rows", "big_rows", "small_bytes",
+                                                                    "big_bytes", "built_now")}}
+    for which, rs in runs.items():
+        out[f"{which}_check_s"] = median([r["wall_s"] for r in rs])
+        out[f"{which}_peak_mib"] = median([r["peak_mib"] for r in rs])
+        out[f"{which}_all_s"] = [r["wall_s"] for r in rs]
+        out[f"{which}_verdict"] = rs[0]["verdict"]
+    out["time_ratio"] = out["big_check_s"] / out["small_check_s"]
+    out["memory_ratio"] = out["big_peak_mib"] / out["small_peak_mib"]
+    return out
+
+
 def sample(name: str) -> dict:
     return {"model": os.path.join(SAMPLES, f"{name}.keras"), "data": os.path.join(SAMPLES, f"{name}.npz")}
 
@@ -281,8 +310,16 @@ def targets(result: dict) -> list[dict]:
         built = sum(n for n, _ in sandboxes.values())
         row(f"  traces of the confirmation's sandbox steps ({built} rebuilt models, "
             f"{len(sandboxes)} diagnoses; one each expected)", sum(t for _, t in sandboxes.values()), None, None, "")
+    d = result.get("data_size")
+    if d:
+        size = f"{d['big_bytes'] / 2**30:.3g} GiB .npz / {d['small_rows']} rows"
+        row(f"check time on a {size} ({d['big_check_s']:.1f} / {d['small_check_s']:.1f} s)", d["time_ratio"],
+            TARGETS["data_size_time_ratio"], d["time_ratio"] <= TARGETS["data_size_time_ratio"], "x")
+        row(f"check peak memory on a {size} ({d['big_peak_mib']:.0f} / {d['small_peak_mib']:.0f} MiB)",
+            d["memory_ratio"], TARGETS["data_size_memory_ratio"],
+            d["memory_ratio"] <= TARGETS["data_size_memory_ratio"], "x")
     if "cli" not in result:
-        return rows  # --confirm-only
+        return rows  # --confirm-only, --data-size-only
     for name, e in result["end_to_end"].items():
         row(f"stalldoc check / bare baseline ({name}, {e['steps']} steps)", e["time_ratio"],
             TARGETS["end_to_end_ratio"], e["time_ratio"] <= TARGETS["end_to_end_ratio"], "x")
@@ -333,11 +370,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confirm-only", action="store_true",
                         help="only the confirmation row: check with and without it on the shipped samples")
     parser.add_argument("--confirm-reps", type=int, default=3, help="rounds of the confirmation row [3]")
+    parser.add_argument("--data-size-only", action="store_true",
+                        help="only the data-size row: check on a small .npz and on a large one")
+    parser.add_argument("--data-gib", type=float, default=2.0, help="the large .npz's size in GiB [2]")
+    parser.add_argument("--data-reps", type=int, default=3, help="rounds of the data-size row [3]")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="where the measured steps, checks and baselines run [auto: gpu when TensorFlow "
                              "sees one, else cpu]")
     args = parser.parse_args(argv)
-    args.out = args.out or os.path.join(RESULTS, "confirm.json" if args.confirm_only else "latest.json")
+    args.out = args.out or os.path.join(RESULTS, "confirm.json" if args.confirm_only else
+                                        "data_size.json" if args.data_size_only else "latest.json")
 
     global DEVICE
     gpus = visible_gpus()
@@ -357,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.confirm_only:
         print("bench: check with and without confirmation on the shipped samples ...", file=sys.stderr)
         result["confirm"] = confirm_section(args.confirm_reps)
+        return _finish(result, args, started)
+    if args.data_size_only:
+        print(f"bench: check on a small .npz and on a {args.data_gib:g} GiB one ...", file=sys.stderr)
+        result["data_size"] = data_size_section(args.data_reps, args.data_gib)
         return _finish(result, args, started)
     small = "vanishing_sigmoid"  # a shipped sample: 10 sigmoid Dense layers, 2048 samples
     workloads = {small: sample(small), "healthy": sample("healthy")}
@@ -402,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         print("bench: check with and without confirmation on the shipped samples ...", file=sys.stderr)
         result["confirm"] = confirm_section(args.confirm_reps)
+        print(f"bench: check on a small .npz and on a {args.data_gib:g} GiB one ...", file=sys.stderr)
+        result["data_size"] = data_size_section(args.data_reps, args.data_gib)
     return _finish(result, args, started)
 
 

@@ -86,6 +86,74 @@ def device_name(device: str) -> dict:
     return out
 
 
+DATA_CHUNK_ROWS = 2**18  # rows generated and written at a time (24 MiB of x and y)
+
+
+def data_size(directory: str, big_bytes: int, small_rows: int = 4096) -> dict:
+    """The data-size workload: one small MLP, a small .npz and a large one of the same kind
+    (x: FEATURES float32 features, y: EMBED targets, a fixed linear function of x plus noise;
+    the small file holds the large one's first rows). Both are what ``np.savez`` writes
+    (uncompressed members). The large file is built once and reused: a sidecar .json written
+    after it is complete says it is."""
+    import keras
+
+    os.makedirs(directory, exist_ok=True)
+    model_path = os.path.join(directory, "datasize_mlp.keras")
+    small_path = os.path.join(directory, "datasize_small.npz")
+    big_path = os.path.join(directory, f"datasize_{big_bytes / 2**30:g}gib.npz")
+    row_bytes = 4 * (FEATURES + EMBED)
+    big_rows = max(small_rows, big_bytes // row_bytes // DATA_CHUNK_ROWS * DATA_CHUNK_ROWS)
+    if not os.path.exists(model_path):
+        keras.utils.set_random_seed(0)
+        mlp(4, 64, "datasize_mlp").save(model_path)
+    write_npz(small_path, small_rows)
+    marker = big_path + ".json"
+    built = False
+    if not (os.path.exists(marker) and os.path.exists(big_path)
+            and json.load(open(marker, encoding="utf-8")).get("rows") == big_rows):
+        start = time.perf_counter()
+        write_npz(big_path, big_rows)
+        with open(marker + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump({"rows": big_rows, "bytes": os.path.getsize(big_path),
+                       "build_s": time.perf_counter() - start}, fh)
+        os.replace(marker + ".tmp", marker)
+        built = True
+    return {"model": model_path, "small": small_path, "big": big_path, "small_rows": small_rows,
+            "big_rows": big_rows, "small_bytes": os.path.getsize(small_path), "big_bytes": os.path.getsize(big_path),
+            "built_now": built}
+
+
+def write_npz(path: str, rows: int) -> None:
+    """``np.savez(path, x=x, y=y)`` for arrays too large to hold: the same archive (stored
+    .npy members, zip64), written DATA_CHUNK_ROWS rows at a time, so memory stays one chunk."""
+    import zipfile
+
+    import numpy as np
+    from numpy.lib import format as npy_format
+
+    weights = np.random.default_rng(1).normal(size=(FEATURES, EMBED)).astype("float32")
+
+    def chunks(kind: str):
+        for first in range(0, rows, DATA_CHUNK_ROWS):
+            rng = np.random.default_rng([0, first])
+            x = rng.normal(size=(min(DATA_CHUNK_ROWS, rows - first), FEATURES)).astype("float32")
+            if kind == "x":
+                yield x
+            else:
+                yield (x @ weights + 0.1 * rng.normal(size=(len(x), EMBED))).astype("float32")
+
+    tmp = path + ".tmp"
+    with zipfile.ZipFile(tmp, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, width in (("x", FEATURES), ("y", EMBED)):
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                header = {"descr": npy_format.dtype_to_descr(np.dtype("float32")), "fortran_order": False,
+                          "shape": (rows, width)}
+                npy_format.write_array_header_2_0(member, header)
+                for block in chunks(name):
+                    member.write(np.ascontiguousarray(block).tobytes())
+    os.replace(tmp, path)
+
+
 def steps(model_path: str, data_path: str, n_steps: int, batch: int, device: str = "cpu") -> dict:
     """Per-step wall time of stalldoc's instrumented step and of a plain step, interleaved.
 
@@ -252,10 +320,11 @@ def _fit(xs: list[float], ys: list[float]) -> dict:
 
 
 def main() -> None:
-    """``worker.py JOBS``: JOBS is a JSON list of {"kind": "build"|"steps"|"growth"|"gpus", ...arguments};
+    """``worker.py JOBS``: JOBS is a JSON list of {"kind": "build"|"steps"|"growth"|"gpus"|"data_size",
+    ...arguments};
     one JSON line with the list of results comes back (one process: TensorFlow imported once)."""
     jobs = json.loads(sys.argv[1])
-    kinds = {"build": build, "steps": steps, "growth": growth, "gpus": gpus}
+    kinds = {"build": build, "steps": steps, "growth": growth, "gpus": gpus, "data_size": data_size}
     results = []
     for job in jobs:
         job = dict(job)

@@ -90,3 +90,34 @@ def test_device_choice_never_imports_tensorflow_in_the_harness(monkeypatch, caps
     assert harness._env()["CUDA_VISIBLE_DEVICES"] == ""
     monkeypatch.setattr(harness, "DEVICE", "gpu")
     assert harness._env().get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_the_data_size_rows_large_npz_is_what_np_savez_writes(tmp_path, monkeypatch):
+    """bench/worker.py writes the data-size row's large .npz chunk by chunk: the same archive as
+    np.savez (stored members, which stalldoc maps instead of loading), its first rows the small one's."""
+    import sys
+
+    import numpy as np
+
+    from stalldoc.inputs.npz import MappedArray, open_npz
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    sys.modules.pop("worker", None)
+    import worker
+
+    monkeypatch.setattr(worker, "DATA_CHUNK_ROWS", 1000)
+    big, small = tmp_path / "big.npz", tmp_path / "small.npz"
+    worker.write_npz(str(big), 2500)  # three chunks, the last one short
+    worker.write_npz(str(small), 1000)
+    with np.load(big) as archive:
+        x, y = archive["x"], archive["y"]
+    assert x.shape == (2500, worker.FEATURES) and y.shape == (2500, worker.EMBED) and x.dtype == np.float32
+    assert np.isfinite(x).all() and np.std(x) > 0.5
+    with np.load(small) as archive:
+        assert np.array_equal(archive["x"], x[:1000]) and np.array_equal(archive["y"], y[:1000])
+    np.savez(tmp_path / "reference.npz", x=x, y=y)
+    assert big.stat().st_size == (tmp_path / "reference.npz").stat().st_size
+    mapped = open_npz(str(big))
+    assert all(isinstance(a, MappedArray) for a in mapped.values())
+    rows = np.array([0, 999, 1000, 2499])
+    assert np.array_equal(mapped["x"][rows], x[rows]) and np.array_equal(mapped["y"][rows], y[rows])
