@@ -131,3 +131,21 @@ def test_probe_is_served_by_the_statistics_pass(big, tmp_path):
     assert report.findings[0].id == "non-finite-data"
     assert (ds.inputs["input"].passes, ds.targets.passes) == (1, 1)
     assert ds.inputs["input"]._full is None and ds.targets._full is None
+
+
+def test_drawing_the_probe_rows_of_a_huge_array_costs_the_rows_drawn_not_the_array():
+    rows, count = 200_000_000, 64 * 41  # a permutation of every row would be 1.5 GB of indices
+    indices, peak = _measure(lambda: sample_indices(rows, count, 0))
+    assert peak < MB
+    assert indices.shape == (count,) and len(np.unique(indices)) == count
+    assert indices.min() >= 0 and indices.max() < rows
+    assert np.array_equal(indices, sample_indices(rows, count, 0))  # the seed decides
+    assert not np.array_equal(indices, sample_indices(rows, count, 1))
+
+
+def test_the_probe_rows_of_ordinary_data_are_a_permutations_first_ones():
+    # Up to PERMUTED_ROWS_MAX rows the draw is what it always was (every figure measured on them holds).
+    for rows, count in ((ROWS, 64 * 21), (100, 250), (dataset_mod.PERMUTED_ROWS_MAX, 64 * 41)):
+        rng = np.random.default_rng(0)
+        expected = np.concatenate([rng.permutation(rows) for _ in range(-(-count // rows))])[:count]
+        np.testing.assert_array_equal(sample_indices(rows, count, 0), expected)
