@@ -176,7 +176,9 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
     for raw in iter_blocks(arr, chunk):
         block = np.asarray(raw, dtype=np.float64).reshape(-1, flat_features)
         finite = np.isfinite(block)
-        values = np.where(finite, block, 0.0)
+        # All finite (the usual block): the masked copies below would equal the block itself.
+        all_finite = bool(finite.all())
+        values = block if all_finite else np.where(finite, block, 0.0)
         if integer_valued:
             integer_valued = not np.any(np.trunc(values) != values)
         if distinct is not None:
@@ -189,16 +191,18 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
         c = finite.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             block_mean = np.where(c > 0, values.sum(axis=0) / np.maximum(c, 1), 0.0)
-            dev = np.where(finite, block - block_mean, 0.0)
-        block_m2 = (dev**2).sum(axis=0)
+            dev = block - block_mean
+            if not all_finite:
+                dev = np.where(finite, dev, 0.0)
+        block_m2 = np.square(dev, out=dev).sum(axis=0)
         total = count + c
         delta = block_mean - mean
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
             m2 = m2 + block_m2 + delta**2 * count * c / np.maximum(total, 1)
         count = total
-        lo = np.minimum(lo, np.where(finite, block, np.inf).min(axis=0))
-        hi = np.maximum(hi, np.where(finite, block, -np.inf).max(axis=0))
+        lo = np.minimum(lo, (block if all_finite else np.where(finite, block, np.inf)).min(axis=0))
+        hi = np.maximum(hi, (block if all_finite else np.where(finite, block, -np.inf)).max(axis=0))
         # Norms over the last axis, as a cosine would see them.
         last = arr.shape[-1] if arr.ndim > 1 else 1
         vecs = values.reshape(-1, last)
