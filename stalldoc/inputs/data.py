@@ -187,8 +187,8 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
             distinct = None if head.size > MAX_DISTINCT else distinct | set(np.unique(block[finite]).tolist())
             if distinct is not None and len(distinct) > MAX_DISTINCT:
                 distinct = None
-        non_finite += int(block.size - finite.sum())
-        c = finite.sum(axis=0)
+        non_finite += 0 if all_finite else int(block.size - finite.sum())
+        c = np.full(flat_features, block.shape[0]) if all_finite else finite.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             block_mean = np.where(c > 0, values.sum(axis=0) / np.maximum(c, 1), 0.0)
             dev = block - block_mean
@@ -201,8 +201,14 @@ def array_facts(name: str, arr: np.ndarray) -> ArrayFacts:
             mean = np.where(total > 0, mean + delta * c / np.maximum(total, 1), 0.0)
             m2 = m2 + block_m2 + delta**2 * count * c / np.maximum(total, 1)
         count = total
-        lo = np.minimum(lo, (block if all_finite else np.where(finite, block, np.inf)).min(axis=0))
-        hi = np.maximum(hi, (block if all_finite else np.where(finite, block, -np.inf)).max(axis=0))
+        if all_finite:
+            # Per feature along contiguous memory: several times faster than across rows.
+            columns = np.ascontiguousarray(block.T)
+            lo = np.minimum(lo, columns.min(axis=1))
+            hi = np.maximum(hi, columns.max(axis=1))
+        else:
+            lo = np.minimum(lo, np.where(finite, block, np.inf).min(axis=0))
+            hi = np.maximum(hi, np.where(finite, block, -np.inf).max(axis=0))
         # Norms over the last axis, as a cosine would see them.
         last = arr.shape[-1] if arr.ndim > 1 else 1
         vecs = values.reshape(-1, last)
