@@ -235,12 +235,19 @@ class InstrumentedStep:
         import tensorflow as tf
 
         model, tvars, optimizer, inst = self.model, self.tvars, self.optimizer, self.inst
+        # A loss-scaled optimizer (mixed_float16's LossScaleOptimizer, or loss_scale_factor)
+        # expects the gradients of the scaled loss, as fit gives them, and unscales them itself;
+        # the statistics are the unscaled gradients'.
+        scale = loss_scale(optimizer)
         with tf.GradientTape() as tape:
             outs, extras = inst(x, training=True)
             value, parts = self.objective(y, outs)
             if model.losses:
                 value = value + tf.add_n([tf.cast(v, tf.float32) for v in model.losses])
-        grads = tape.gradient(value, tvars)
+            scaled_value = value if scale is None else value * scale
+        grads = tape.gradient(scaled_value, tvars)
+        if scale is not None:
+            grads = [None if g is None else _scaled(g, 1.0 / scale) for g in grads]
         # Which gradients the tape returns as None is structural: decided here, at trace time.
         self.none_grads = [g is None for g in grads]
         self.output_carries_logits = carries_logits(outs[0])
@@ -266,6 +273,8 @@ class InstrumentedStep:
         if across is not None and recurrent:
             recurrent = across.mean(recurrent)
         pairs = [(g, v) for g, v in zip(grads, tvars) if g is not None]
+        if scale is not None:  # scaled back: the optimizer divides by its scale (a power of two: exact)
+            pairs = [(_scaled(g, scale), v) for g, v in pairs]
         if pairs:
             if across is not None:
                 # The optimizer sums the replicas' gradients: each gives its share of the mean.
@@ -500,7 +509,19 @@ def carries_logits(output) -> bool:
     return getattr(op, "type", None) in ("Sigmoid", "Softmax")
 
 
-def _scaled(grad, factor: float):
+def loss_scale(optimizer):
+    """The factor a loss-scaled optimizer expects the loss multiplied by (a tensor read at
+    every step: a LossScaleOptimizer's scale changes), None when it expects none."""
+    import tensorflow as tf
+
+    dynamic = getattr(optimizer, "dynamic_scale", None)
+    if dynamic is not None:
+        return tf.cast(tf.convert_to_tensor(dynamic), tf.float32)
+    factor = getattr(optimizer, "loss_scale_factor", None)
+    return tf.constant(float(factor), tf.float32) if factor else None
+
+
+def _scaled(grad, factor):
     import tensorflow as tf
 
     if isinstance(grad, tf.IndexedSlices):
