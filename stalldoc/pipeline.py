@@ -18,6 +18,10 @@ from stalldoc.options import Options
 from stalldoc.rank import rank
 from stalldoc.verdict import conclude, output_verdicts
 
+# The share of --budget kept for what follows the confirmation runs: the report, and the
+# process's exit (TensorFlow's teardown takes a second or two).
+BUDGET_RESERVE_SHARE = 0.05
+
 # Rows of the targets that `--loss auto` looks at to choose a loss for a model saved without one.
 TARGET_SAMPLE_ROWS = 1024
 
@@ -104,8 +108,8 @@ def _diagnose_dataset(model, dataset: Dataset, options: Options, *, model_path: 
                                     horizon=Horizon.within(options.steps, options.horizon_max, left),
                                     batch_size=options.batch_size, seed=options.seed, model_path=model_path,
                                     notes=notes, on_step=on_step, weights=weights)
-    report = build_report(facts, options, session=session, on_stage=on_stage,
-                          confirm_budget_s=options.budget - (time.perf_counter() - started))
+    confirm_budget_s = options.budget * (1 - BUDGET_RESERVE_SHARE) - (time.perf_counter() - started)
+    report = build_report(facts, options, session=session, on_stage=on_stage, confirm_budget_s=confirm_budget_s)
     if options.tensorboard:
         from stalldoc.integrations.tensorboard import write_run
 
@@ -135,7 +139,8 @@ def build_report(facts: Facts, options: Options | None = None, *, session=None,
         budget_s = options.budget if confirm_budget_s is None else max(confirm_budget_s, 0.0)
         # confirm() may append the finding an exploratory run confirmed.
         interventions = confirm(session, facts, findings, budget_s=_confirm_budget(session, budget_s, facts),
-                                seed=options.seed, on_stage=on_stage)
+                                seed=options.seed, on_stage=on_stage,
+                                keep_probe_state=bool(options.tensorboard))  # its histograms read it
         if any((f.confirmation or {}).get("status") == "confirmed" and f.severity >= Severity.WARNING
                for f in findings):  # a confirmed cause explains the stall: it is no longer unexplained
             findings = [f for f in findings if f.id != "unexplained-stall"]

@@ -562,9 +562,11 @@ def suspects(findings: list[Finding]) -> list[Finding]:
 
 
 def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, seed: int = 0,
-            on_stage: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+            on_stage: Callable[[str], None] | None = None, keep_probe_state: bool = True) -> list[dict[str, Any]]:
     """Run the control and each suspect's intervention; set each finding's ``confirmation``
-    and return every run (the control first) as JSON-ready dicts. The step's state is restored.
+    and return every run (the control first) as JSON-ready dicts. The step is left as the probe
+    left it (``keep_probe_state``: a copy of every variable, the optimizer's too, is held
+    meanwhile) or else at the probe's initial state, which costs no copy.
 
     An intervention is first run at the model's own learning rate. A data or weights
     intervention that does not move the loss there is tried once more at the rate a short sweep
@@ -580,7 +582,7 @@ def confirm(session, facts: Facts, findings: list[Finding], *, budget_s: float, 
     """
     started = time.perf_counter()
     step = session.step
-    saved = step.snapshot()
+    saved = step.snapshot() if keep_probe_state else session.initial_state
     steps = max(1, min(int(session.steps), CONFIRM_STEPS_MAX))
     testable, wanted, explore = _plan(findings)
     if not testable and not explore:
