@@ -32,9 +32,10 @@ PYTHON = sys.executable
 STALLDOC = os.path.join(os.path.dirname(PYTHON), "stalldoc")
 SAMPLES = os.path.join(ROOT, "sample_models")
 
-TARGETS = {  # issue 6
+TARGETS = {  # issues 6 and 15
     "step_ratio": 1.15,  # instrumented step / plain step
-    "end_to_end_ratio": 1.5,  # stalldoc check / bare baseline script
+    "conv_step_ratio": 1.10,  # the same on MobileNetV2 and ResNet50 (issue 15)
+    "end_to_end_ratio": 1.3,  # stalldoc check / bare baseline script (issue 15; issue 6 had 1.5)
     "help_s": 0.3,
     "resnet50_check_s": 60.0,
     "resnet50_memory_ratio": 1.3,
@@ -298,8 +299,8 @@ def targets(result: dict) -> list[dict]:
         worst = max(c["samples"], key=lambda n: c["samples"][n]["ratio"])
         row(f"  the slowest sample with confirmation / without ({worst})", c["max_ratio"], None, None, "x")
     for name, s in result.get("step", {}).items():
-        row(f"instrumented step / plain step ({name}, batch {s['batch']})", s["ratio"],
-            TARGETS["step_ratio"], s["ratio"] <= TARGETS["step_ratio"], "x")
+        limit = TARGETS["conv_step_ratio"] if name in ("mobilenetv2", "resnet50") else TARGETS["step_ratio"]
+        row(f"instrumented step / plain step ({name}, batch {s['batch']})", s["ratio"], limit, s["ratio"] <= limit, "x")
     steps = result.get("step", {})
     probe_traces = {name: s.get("probe_step_traces") for name, s in steps.items()}
     if any(v is not None for v in probe_traces.values()):
