@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     growth_job = ({"kind": "growth", "layer_list": [2, 4, 8], "step_list": [2, 4, 8], "width": 32, "batch": 32,
                    "deep_layers": 2, "deep_width": 64, "deep_batch": 64, "layer_steps": 4, "rounds": 1}
                   if args.quick else
-                  {"kind": "growth", "layer_list": [5, 10, 20, 40], "step_list": [5, 10, 20, 40], "width": 64,
+                  {"kind": "growth", "layer_list": [5, 10, 20, 40], "step_list": [10, 20, 40, 80], "width": 64,
                    "batch": 64, "deep_layers": 8, "deep_width": 512, "deep_batch": 256, "rounds": 3})
     growth_job["device"] = device
     jobs = [{"kind": "steps", "model_path": workloads[n]["model"], "data_path": workloads[n]["data"],
