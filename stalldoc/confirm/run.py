@@ -754,9 +754,18 @@ def _over_budget(ctx: Context, seconds: float, started: float, budget_s: float, 
     left = budget_s - (time.perf_counter() - started)
     if seconds <= left:
         return False
-    ctx.facts.notes.append(f"{label} skipped: it would take ~{seconds:.0f} s, {max(left, 0.0):.0f} s were left "
+    ctx.facts.notes.append(f"{label} skipped: it would take ~{seconds:.1f} s, {max(left, 0.0):.1f} s were left "
                            f"of the confirmation budget ({budget_s:g} s)")
     return True
+
+
+def _cost_of(ctx: Context, spec: Intervention) -> tuple[float, str]:
+    """The expected seconds of trying ``spec``, and what they are spent on, in words."""
+    if spec.kind == "learning-rate":
+        return ctx.sweep_seconds(), "a learning-rate sweep"
+    if spec.name in SANDBOXED:
+        return ctx.rebuild_estimate, "rebuilding the model for it"
+    return ctx.run_seconds(), "a re-run"
 
 
 def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunResult, control_at,
@@ -774,23 +783,11 @@ def _test(ctx: Context, spec: Intervention, group: list[Finding], control: RunRe
             ctx.facts.notes.append(f"confirmation stopped by its time budget ({budget_s:g} s) before "
                                    f"{candidate.label}")
             break
-        if candidate.kind == "learning-rate" and left < ctx.sweep_seconds():
-            reason = reason or (f"not run: a learning-rate sweep (~{ctx.sweep_seconds():.0f} s) would exceed what "
-                                f"is left of the confirmation budget ({budget_s:g} s, --budget)")
-            ctx.facts.notes.append(f"{candidate.label} skipped: it would take ~{ctx.sweep_seconds():.0f} s, "
-                                   f"{left:.0f} s were left of the confirmation budget ({budget_s:g} s)")
-            continue
-        if candidate.name not in SANDBOXED and left < ctx.run_seconds():
-            reason = reason or (f"not run: a re-run (~{ctx.run_seconds():.0f} s) would exceed what is left of "
-                                f"the confirmation budget ({budget_s:g} s, --budget)")
-            ctx.facts.notes.append(f"{candidate.label} skipped: its re-run (~{ctx.run_seconds():.0f} s) would "
-                                   f"exceed the {left:.0f} s left of the confirmation budget ({budget_s:g} s)")
-            continue
-        if candidate.name in SANDBOXED and left < ctx.rebuild_estimate:
-            reason = reason or (f"not run: rebuilding the model for it (~{ctx.rebuild_estimate:.1f} s) would "
-                                f"exceed what is left of the confirmation budget ({budget_s:g} s, --budget)")
-            ctx.facts.notes.append(f"{candidate.label} skipped: its rebuild (~{ctx.rebuild_estimate:.1f} s) would "
-                                   f"exceed the {left:.1f} s left of the confirmation budget ({budget_s:g} s)")
+        cost, what = _cost_of(ctx, candidate)
+        if left < cost:
+            reason = reason or (f"not run: {what} (~{cost:.1f} s) would exceed what is left of the confirmation "
+                                f"budget ({budget_s:g} s, --budget)")
+            _over_budget(ctx, cost, started, budget_s, candidate.label)
             continue
         if on_stage:
             on_stage(f"confirming: {candidate.label}")
